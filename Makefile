@@ -1,0 +1,41 @@
+# hpcai: thin targets over scripts/ and the `hpcai` CLI. `make help` lists them.
+SITE ?= local
+RUNTIME ?= docker
+VENV := .venv
+HPCAI := $(VENV)/bin/hpcai
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test lint recipes docs image base-image bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## install system packages and create .venv (idempotent; fast when done)
+	@scripts/install-system.sh
+	@scripts/setup-venv.sh
+
+demo: setup ## the main job on the local site
+	@scripts/demo.sh
+
+test: setup ## run the whole test suite
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff over the package, tests and bench
+	$(VENV)/bin/ruff check hpcai_tf tests bench
+
+recipes: setup ## render recipes/<site>/ and docs/stack.md from the catalog
+	$(HPCAI) render
+	$(HPCAI) docs
+
+image: setup ## build the image of SITE (default local) with RUNTIME (docker|singularity)
+	$(HPCAI) build --site $(SITE) --runtime $(RUNTIME)
+
+base-image: setup ## make the local base image with debootstrap (cached by name)
+	$(HPCAI) base --site $(SITE)
+
+bench: setup ## run the benchmarks in bench/ and print their ratios
+	@scripts/bench.sh
+
+clean: ## remove what the kit created: images, build caches, temp roots, .venv
+	-@[ -x $(HPCAI) ] && $(HPCAI) clean
+	rm -rf $(VENV) .cache build runs derived .pytest_cache .ruff_cache

@@ -1,0 +1,7 @@
+"""``python -m hpcai_tf`` is ``hpcai``."""
+
+import sys
+
+from hpcai_tf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,363 @@
+"""The site catalog: one TOML file per site under ``containers/sites/``, validated by a schema.
+
+A site file says what a cluster has (nodes, GPUs, links, scheduler, partitions, MPI) and what its image
+pins (base image, CUDA, cuDNN, NCCL, MPI, Python, TensorFlow, Horovod). Every field below carries a
+description; ``hpcai sites --schema`` prints them, and ``docs/catalog.md`` is generated from them.
+
+Loading never raises anything but :class:`~hpcai_tf.errors.KitError`, whose one-line message names the
+file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from hpcai_tf.errors import KitError
+from hpcai_tf.paths import SITES_DIR
+
+VERSION = r"^\d+(\.\d+){1,3}$"
+"""A dotted release number such as ``2.15.1`` or ``11.8.0``."""
+
+Version = Annotated[str, StringConstraints(pattern=VERSION)]
+OptionalVersion = Annotated[str, StringConstraints(pattern=r"^(\d+(\.\d+){1,3}|none)$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:+@-]*$")]
+"""A word with no spaces or shell metacharacters: module names, partitions, image references."""
+Text = Annotated[str, StringConstraints(pattern=r"^[^\n\r`$\\]*$", min_length=1)]
+"""One line of prose; no command substitution, no backslashes."""
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+EnvValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/:,=+@^-]*$")]
+"""An environment value that needs no quoting in a shell or a Dockerfile."""
+Arch = Literal["x86_64", "ppc64le"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeType(_Strict):
+    """One kind of compute node at a site."""
+
+    name: Name = Field(description="Node-type id, as given to `hpcai launch --node-type`.")
+    model: Text = Field(description="Server model, e.g. 'IBM AC922'.")
+    count: int = Field(ge=1, description="How many nodes of this type the site has.")
+    cpu: Text = Field(description="Processors per node, e.g. '2x POWER9, 20 cores each'.")
+    cores: int = Field(ge=1, description="Physical cores per node.")
+    hardware_threads: int = Field(ge=1, description="Hardware threads per node (cores x SMT).")
+    memory_gb: int = Field(ge=1, description="Host memory per node, GB.")
+    gpus: int = Field(ge=0, description="GPUs per node (0 for a CPU-only node).")
+    gpu_model: Text | None = Field(default=None, description="GPU model, e.g. 'V100-SXM2-16GB'.")
+    gpu_memory_gb: int | None = Field(default=None, ge=1, description="Memory per GPU, GB.")
+    gres: Token | None = Field(
+        default=None, description="Slurm generic-resource name for the GPUs, e.g. 'gpu:v100' ('gpu:v100:N')."
+    )
+
+    @model_validator(mode="after")
+    def _gpu_fields_agree(self) -> NodeType:
+        if self.gpus and not self.gpu_model:
+            raise ValueError("gpu_model: required when gpus > 0")
+        if self.hardware_threads < self.cores:
+            raise ValueError("hardware_threads: expected at least `cores`")
+        return self
+
+
+class Partition(_Strict):
+    """A scheduler partition (Slurm) or queue (LSF) and the job sizes it takes."""
+
+    name: Token = Field(description="Partition or queue name, as passed to the scheduler.")
+    node_type: Name = Field(description="Which node type the partition holds (a `node_types` name).")
+    min_nodes: int = Field(default=1, ge=1, description="Smallest job, in nodes.")
+    max_nodes: int = Field(ge=1, description="Largest job, in nodes.")
+    max_time: Annotated[str, StringConstraints(pattern=r"^\d{1,3}:\d{2}$")] = Field(
+        description="Wall-time limit, HH:MM."
+    )
+
+
+class Link(_Strict):
+    """A network link, with figures for the performance model."""
+
+    name: Text = Field(description="What it is, e.g. 'NVLink 2.0' or 'EDR InfiniBand'.")
+    bandwidth_gbps: float = Field(gt=0, description="Unidirectional bandwidth per device or port, Gbit/s.")
+    latency_us: float = Field(gt=0, description="One-way small-message latency, microseconds.")
+    rails: int = Field(default=1, ge=1, description="Parallel ports per node (dual-rail EDR = 2).")
+
+
+class Interconnect(_Strict):
+    """Links inside a node (GPU to GPU) and across nodes."""
+
+    intra_node: Link = Field(description="GPU-to-GPU link inside a node (or shared memory on CPU).")
+    inter_node: Link = Field(description="Node-to-node network.")
+    topology: Text = Field(description="Network topology, e.g. 'fat tree'.")
+
+
+class Scheduler(_Strict):
+    """The batch system and the parallel launcher it uses."""
+
+    kind: Literal["slurm", "lsf"] = Field(description="Batch system: 'slurm' (sbatch) or 'lsf' (bsub).")
+    submit: Token = Field(description="Submit command, e.g. 'sbatch', NCSA's 'swbatch' or 'bsub'.")
+    launcher: Literal["mpirun", "srun", "jsrun"] = Field(description="How ranks are started in a job.")
+    default_time: Annotated[str, StringConstraints(pattern=r"^\d{1,3}:\d{2}$")] = Field(
+        description="Default wall time of a generated job, HH:MM."
+    )
+    account_required: bool = Field(
+        default=False, description="Whether jobs must name an account/project (`--account`, `-P`)."
+    )
+    alloc_flags: list[Token] = Field(
+        default_factory=list, description="LSF `-alloc_flags` values (e.g. 'smt4'); empty on Slurm."
+    )
+
+
+class Runtime(_Strict):
+    """The container runtime on the cluster's compute nodes."""
+
+    command: Literal["singularity", "apptainer"] = Field(
+        description="Command that runs images on the compute nodes: 'singularity' or 'apptainer'."
+    )
+    version: Version = Field(description="Runtime version installed at the site.")
+    modules: list[Token] = Field(
+        default_factory=list, description="`module load` names needed before the runtime and MPI work."
+    )
+    gpu_flag: Literal["--nv", ""] = Field(description="'--nv' to bind the host's NVIDIA driver; '' on CPU.")
+
+
+class Mpi(_Strict):
+    """MPI in the image and on the host, and how they meet (the hybrid or the bind model)."""
+
+    flavour: Literal["openmpi", "spectrum-mpi"] = Field(description="MPI family on the host.")
+    host_version: Version = Field(description="Version of the host's MPI.")
+    model: Literal["hybrid", "bind"] = Field(
+        description="'hybrid': the image has its own MPI, started by the host launcher; "
+        "'bind': the host's MPI is bound into the image at run time."
+    )
+    pmi: Literal["pmix", "pmi2"] = Field(description="Process-management interface shared with the host.")
+    image_version: Version = Field(description="Open MPI version built into the image (ABI-compatible).")
+    image_source: Literal["apt", "source", "conda"] = Field(
+        description="How the image gets MPI: Debian/Ubuntu package, built from source, or conda."
+    )
+    host_root: Annotated[str, StringConstraints(pattern=r"^(/[A-Za-z0-9._-]+)+$|^\$[A-Z_]+$")] | None = Field(
+        default=None, description="Bind model only: host MPI install prefix bound into the image."
+    )
+    reason: Text = Field(description="Why this image MPI fits the host (family, version, PMI).")
+
+    @model_validator(mode="after")
+    def _bind_needs_root(self) -> Mpi:
+        if self.model == "bind" and not self.host_root:
+            raise ValueError("host_root: required when model = 'bind'")
+        return self
+
+
+class BaseImage(_Strict):
+    """Where the image starts."""
+
+    ref: Token = Field(
+        description="Base image reference, e.g. 'nvidia/cuda:11.8.0-cudnn8-devel-ubuntu22.04'."
+    )
+    origin: Literal["registry", "debootstrap"] = Field(
+        description="'registry': pulled; 'debootstrap': made on the build host (`hpcai base`), no registry."
+    )
+    os: Literal["debian", "ubuntu", "rhel"] = Field(description="Distribution family of the base.")
+    os_version: Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?$")] = Field(
+        description="Distribution release, e.g. '12', '22.04', '8.8'."
+    )
+    suite: Token | None = Field(default=None, description="debootstrap suite (origin = 'debootstrap').")
+    mirror: Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9._/:-]+$")] | None = Field(
+        default=None, description="Distribution mirror that debootstrap reads (origin = 'debootstrap')."
+    )
+
+
+class Stack(_Strict):
+    """Exact pins of the software stack in the image."""
+
+    channel: Literal["pip", "open-ce"] = Field(
+        description="Where TensorFlow and Horovod come from: PyPI ('pip') or the Open-CE conda channel."
+    )
+    open_ce: Version | None = Field(default=None, description="Open-CE release (channel = 'open-ce').")
+    conda_installer: Version | None = Field(
+        default=None, description="Miniforge release that bootstraps conda (channel = 'open-ce')."
+    )
+    python: Version = Field(description="Python in the image (major.minor, or exact for conda).")
+    cuda: OptionalVersion = Field(description="CUDA toolkit, or 'none' on a CPU-only image.")
+    cudnn: OptionalVersion = Field(description="cuDNN, or 'none'.")
+    nccl: OptionalVersion = Field(description="NCCL, or 'none'.")
+    tensorflow: Version = Field(description="TensorFlow.")
+    tensorflow_package: Token = Field(description="Package that provides it: 'tensorflow', 'tensorflow-cpu'.")
+    keras: Literal["tf-keras", "keras2"] = Field(
+        description="'keras2': tf.keras is Keras 2 (TF <= 2.15); 'tf-keras': install tf-keras and run "
+        "with TF_USE_LEGACY_KERAS=1 (TF >= 2.16, where Keras 3 breaks Horovod's Keras API)."
+    )
+    numpy: Version = Field(description="NumPy (TF 2.15 needs < 2).")
+    horovod: Version = Field(description="Horovod.")
+    horovod_patches: list[Name] = Field(
+        default_factory=list,
+        description="Patches applied to Horovod's sdist before building, files `containers/patches/<name>.patch`.",
+    )
+    horovod_gpu_operations: Literal["NCCL", "MPI", "none"] = Field(
+        description="HOROVOD_GPU_OPERATIONS at build time: 'NCCL' on GPU images, 'none' on CPU."
+    )
+    mpi4py: Version = Field(description="mpi4py.")
+    h5py: Version = Field(description="h5py, which the training package reads its data with.")
+    extra_pip: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+==[0-9][A-Za-z0-9.]*$")]] = (
+        Field(default_factory=list, description="Further pip packages, each pinned as 'name==version'.")
+    )
+
+
+class Site(_Strict):
+    """One HPC site: hardware, scheduler, container runtime, MPI and the image's pinned stack."""
+
+    id: Name = Field(description="Site id, as in `make image SITE=<id>`; equals the file name.")
+    name: Text = Field(description="Human name of the system.")
+    center: Text = Field(description="Operating centre.")
+    arch: Arch = Field(description="CPU architecture of the compute nodes and the image.")
+    summary: Text = Field(description="One line on what the system is.")
+    node_types: list[NodeType] = Field(min_length=1, description="Kinds of compute node.")
+    default_node_type: Name = Field(description="Node type used when `--node-type` is not given.")
+    partitions: list[Partition] = Field(
+        min_length=1, description="Partitions/queues and the job sizes they take."
+    )
+    interconnect: Interconnect
+    scheduler: Scheduler
+    runtime: Runtime
+    mpi: Mpi
+    base: BaseImage
+    stack: Stack
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict, description="Environment exported in job scripts for Horovod, NCCL and MPI."
+    )
+    docs: list[Annotated[str, StringConstraints(pattern=r"^https://[^\s]+$")]] = Field(
+        default_factory=list, description="Public documentation of the system."
+    )
+    unconfirmed: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]+$")], Text] = Field(
+        default_factory=dict,
+        description="Fields whose value was chosen, not confirmed from a source: dotted field path -> why.",
+    )
+
+    @property
+    def gpu(self) -> bool:
+        """True when the image is built for NVIDIA GPUs."""
+        return self.stack.cuda != "none"
+
+    def node_type(self, name: str | None = None) -> NodeType:
+        """The named node type, or the default one."""
+        wanted = name or self.default_node_type
+        for node in self.node_types:
+            if node.name == wanted:
+                return node
+        known = ", ".join(n.name for n in self.node_types)
+        raise KitError(f"site {self.id}: unknown node type {wanted!r}; expected one of: {known}")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Site:
+        names = {n.name for n in self.node_types}
+        if self.default_node_type not in names:
+            raise ValueError(f"default_node_type: expected one of {sorted(names)}")
+        for i, part in enumerate(self.partitions):
+            if part.node_type not in names:
+                raise ValueError(f"partitions.{i}.node_type: expected one of {sorted(names)}")
+            if part.min_nodes > part.max_nodes:
+                raise ValueError(f"partitions.{i}.min_nodes: expected at most max_nodes")
+        stack = self.stack
+        if self.arch == "ppc64le" and stack.channel == "pip":
+            raise ValueError(
+                "stack.channel: PyPI has no TensorFlow wheels for ppc64le; expected 'open-ce' on this arch"
+            )
+        if stack.channel == "open-ce" and not (stack.open_ce and stack.conda_installer):
+            raise ValueError("stack.open_ce: required (with stack.conda_installer) when channel = 'open-ce'")
+        if stack.channel == "open-ce" and self.mpi.image_source != "conda":
+            raise ValueError("mpi.image_source: expected 'conda' when stack.channel = 'open-ce'")
+        gpu_stack = stack.cuda != "none"
+        if gpu_stack != any(n.gpus for n in self.node_types):
+            raise ValueError("stack.cuda: expected 'none' exactly when no node type has GPUs")
+        if gpu_stack and "none" in (stack.cudnn, stack.nccl):
+            raise ValueError("stack.cudnn: a CUDA image needs cuDNN and NCCL versions")
+        if gpu_stack != (stack.horovod_gpu_operations != "none"):
+            raise ValueError("stack.horovod_gpu_operations: expected 'none' exactly on a CPU-only image")
+        if gpu_stack != (self.runtime.gpu_flag == "--nv"):
+            raise ValueError("runtime.gpu_flag: expected '--nv' on a GPU site and '' on a CPU-only one")
+        major_minor = tuple(int(p) for p in stack.tensorflow.split(".")[:2])
+        if (major_minor >= (2, 16)) != (stack.keras == "tf-keras"):
+            raise ValueError("stack.keras: expected 'tf-keras' for TensorFlow >= 2.16 and 'keras2' below")
+        if self.base.origin == "debootstrap" and not (self.base.suite and self.base.mirror):
+            raise ValueError("base.suite: required (with base.mirror) when base.origin = 'debootstrap'")
+        for path in self.unconfirmed:
+            if not _has_field(self, path):
+                raise ValueError(f"unconfirmed: {path!r} is not a field of the site")
+        return self
+
+
+def _has_field(model: BaseModel, dotted: str) -> bool:
+    obj: object = model
+    for part in dotted.split("."):
+        if isinstance(obj, BaseModel) and part in type(obj).model_fields:
+            obj = getattr(obj, part)
+        elif isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
+            obj = obj[int(part)]
+        else:
+            return False
+    return True
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, else as given."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    path = display_path(path)  # type: ignore[assignment]
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        return f"{path}: {loc}: required field is missing"
+    if first["type"] == "extra_forbidden":
+        return f"{path}: {loc}: unknown field (check its spelling against `hpcai sites --schema`)"
+    if first["type"] == "string_pattern_mismatch":
+        pattern = first.get("ctx", {}).get("pattern", "")
+        expected = "a version like 2.15.1" if pattern == VERSION else f"a value matching {pattern}"
+        return f"{path}: {loc}: expected {expected}, got {first['input']!r}"
+    where = f"{loc}: " if loc and not re.match(r"^[a-z_.0-9]+: ", msg) else ""
+    return f"{path}: {where}{msg}"
+
+
+def load_site_file(path: Path) -> Site:
+    """Parse and validate one site file; the file name must be ``<id>.toml``."""
+    shown = display_path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KitError(f"{shown}: no such site file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise KitError(f"{shown}: not valid TOML: {err}") from None
+    try:
+        site = Site.model_validate(data)
+    except ValidationError as err:
+        raise KitError(_format_error(path, err)) from None
+    if site.id != path.stem:
+        raise KitError(f"{shown}: id: expected {path.stem!r} (the file name), got {site.id!r}")
+    return site
+
+
+def site_ids(sites_dir: Path = SITES_DIR) -> list[str]:
+    """Ids of every site in the catalog, sorted."""
+    return sorted(p.stem for p in sites_dir.glob("*.toml"))
+
+
+def load_site(site_id: str, sites_dir: Path = SITES_DIR) -> Site:
+    """The validated site with this id."""
+    path = sites_dir / f"{site_id}.toml"
+    if not path.is_file():
+        known = ", ".join(site_ids(sites_dir)) or "none"
+        raise KitError(f"unknown site {site_id!r}: no {display_path(path)}; known sites: {known}")
+    return load_site_file(path)
+
+
+def load_catalog(sites_dir: Path = SITES_DIR) -> list[Site]:
+    """Every site in the catalog, validated, sorted by id."""
+    return [load_site(i, sites_dir) for i in site_ids(sites_dir)]

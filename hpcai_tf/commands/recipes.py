@@ -1,0 +1,105 @@
+"""``hpcai sites``, ``hpcai render``: the catalog as a table, and the recipes it renders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hpcai_tf.paths import DOCS_DIR, RECIPES_DIR
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``sites`` and ``render``."""
+    sites = sub.add_parser(
+        "sites",
+        help="list the sites in the catalog and their pinned stacks",
+        description="List every site in the catalog (containers/sites/*.toml) with its pinned stack.",
+    )
+    sites.add_argument("--schema", action="store_true", help="print the catalog's JSON schema instead")
+    sites.set_defaults(func=_sites)
+
+    render = sub.add_parser(
+        "render",
+        help="render the Dockerfile, Singularity.def and provenance of each site",
+        description="Render recipes/<site>/{Dockerfile,Singularity.def,provenance.json} from the site catalog "
+        "and containers/templates/. Everything is validated and rendered before any file is written.",
+    )
+    render.add_argument("--site", action="append", help="site id (repeatable; default: every site)")
+    render.add_argument("--out", type=Path, default=RECIPES_DIR, help="output directory (default: recipes/)")
+    render.add_argument(
+        "--print", action="store_true", dest="show", help="print the recipes instead of writing"
+    )
+    render.set_defaults(func=_render)
+
+    extend = sub.add_parser(
+        "extend",
+        help="write a derived recipe: a site's base image plus your packages",
+        description="Write a Dockerfile and a Singularity.def that start FROM the site's base image and add "
+        "your packages, with a pip constraints file that holds TensorFlow, Horovod and NumPy at the base's pins.",
+    )
+    extend.add_argument("--site", required=True, help="site whose base image to extend")
+    extend.add_argument("--name", required=True, help="name of the derived image (lowercase, digits, '-')")
+    extend.add_argument("--pip", nargs="+", default=[], metavar="NAME==VERSION", help="pip packages to add")
+    extend.add_argument("--apt", nargs="+", default=[], metavar="NAME", help="system packages to add")
+    extend.add_argument("--out", type=Path, help="output directory (default: derived/<name>)")
+    extend.set_defaults(func=_extend)
+
+    docs = sub.add_parser(
+        "docs",
+        help="regenerate docs/stack.md and docs/catalog.md from the catalog",
+        description="Write the pinned-stack table (docs/stack.md) and the catalog reference (docs/catalog.md).",
+    )
+    docs.add_argument("--out", type=Path, default=DOCS_DIR, help="output directory (default: docs/)")
+    docs.set_defaults(func=_docs)
+
+
+def _sites(args: argparse.Namespace) -> int:
+    from hpcai_tf.catalog import Site, load_catalog
+    from hpcai_tf.stack_table import stack_table
+
+    if args.schema:
+        print(json.dumps(Site.model_json_schema(), indent=2))
+        return 0
+    print(stack_table(load_catalog()), end="")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from hpcai_tf.catalog import load_catalog, load_site
+    from hpcai_tf.recipes import patch_files, render_site, write_site
+
+    sites = [load_site(s) for s in args.site] if args.site else load_catalog()
+    for site in sites:  # validate and render everything first: no half-written output
+        patch_files(site)
+        render_site(site)
+    for site in sites:
+        if args.show:
+            for name, text in render_site(site).items():
+                print(f"==> recipes/{site.id}/{name} <==\n{text}")
+        else:
+            for path in write_site(site, args.out):
+                print(path)
+    return 0
+
+
+def _extend(args: argparse.Namespace) -> int:
+    from hpcai_tf.catalog import load_site
+    from hpcai_tf.extend import write_derived
+
+    out = args.out or Path("derived") / args.name
+    for path in write_derived(load_site(args.site), args.name, args.pip, args.apt, out):
+        print(path)
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from hpcai_tf.catalog import load_catalog
+    from hpcai_tf.recipes import write_atomic
+    from hpcai_tf.stack_table import catalog_reference, stack_page
+
+    pages = {"stack.md": stack_page(load_catalog()), "catalog.md": catalog_reference()}
+    for name, text in pages.items():
+        write_atomic(args.out / name, text)
+        print(args.out / name)
+    return 0

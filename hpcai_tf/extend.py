@@ -1,0 +1,77 @@
+"""Derived recipes: the site's base image plus a user's packages (the paper's "clone and modify").
+
+The derived Dockerfile starts FROM the site's image tag and the Singularity definition from its SIF, and
+both install the added pip packages under a constraints file that holds TensorFlow, Horovod, NumPy,
+mpi4py and h5py at the base's pins.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hpcai_tf.catalog import Site
+from hpcai_tf.errors import KitError
+from hpcai_tf.recipes import image_tag, sif_name, template_environment, write_atomic
+
+PIP_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[0-9][A-Za-z0-9.+!-]*$")
+APT_SPEC = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def constraints(site: Site) -> str:
+    """pip constraints that pin the base image's stack."""
+    stack = site.stack
+    lines = [
+        f"# The base image's pins (site {site.id}): an added package may not replace them.",
+        f"{stack.tensorflow_package}=={stack.tensorflow}",
+        f"horovod=={stack.horovod}",
+        f"numpy=={stack.numpy}",
+        f"mpi4py=={stack.mpi4py}",
+        f"h5py=={stack.h5py}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _check(name: str, pip: list[str], apt: list[str]) -> None:
+    if not NAME.match(name):
+        raise KitError(f"--name: expected lowercase letters, digits and '-', got {name!r}")
+    if not pip:
+        raise KitError("--pip: give at least one package to add, as NAME==VERSION")
+    for spec in pip:
+        if not PIP_SPEC.match(spec):
+            raise KitError(f"--pip: expected an exact pin NAME==VERSION, got {spec!r}")
+    for spec in apt:
+        if not APT_SPEC.match(spec):
+            raise KitError(f"--apt: expected a package name (optionally NAME=VERSION), got {spec!r}")
+
+
+def render_derived(site: Site, name: str, pip: list[str], apt: list[str]) -> dict[str, str]:
+    """The derived recipe's files: Dockerfile, Singularity.def and constraints.txt."""
+    _check(name, pip, apt)
+    env = template_environment()
+    ctx = {
+        "site": site,
+        "name": name,
+        "pip": pip,
+        "apt": apt,
+        "base_tag": image_tag(site),
+        "base_sif": sif_name(site),
+    }
+    files = {
+        "Dockerfile": env.get_template("derived/Dockerfile.j2").render(ctx),
+        "Singularity.def": env.get_template("derived/Singularity.def.j2").render(ctx),
+        "constraints.txt": constraints(site),
+    }
+    return files
+
+
+def write_derived(site: Site, name: str, pip: list[str], apt: list[str], out_dir: Path) -> list[Path]:
+    """Render, then write, the derived recipe into ``out_dir``."""
+    files = render_derived(site, name, pip, apt)
+    paths = []
+    for file_name, text in files.items():
+        path = out_dir / file_name
+        write_atomic(path, text)
+        paths.append(path)
+    return paths

@@ -1,0 +1,312 @@
+"""Render a site's image recipes (Dockerfile, Singularity definition, provenance) from the catalog.
+
+Python decides *what* goes into an image (which steps, which packages, which labels); the Jinja templates
+under ``containers/templates/`` hold *the text*. Each step is a partial, ``steps/<name>.sh.j2``, whose body
+is the shell commands and whose top-level ``title``, ``env`` and ``files`` say what the step is, what
+environment it sets and what it copies from the build context. The two format templates place the steps:
+one ``RUN`` per step in the Dockerfile (so each is a cached layer, least-changing first), one ``%post``
+in the definition file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from hpcai_tf import __version__
+from hpcai_tf.catalog import Site
+from hpcai_tf.errors import KitError
+from hpcai_tf.paths import KIT_ROOT, PATCHES_DIR, RECIPES_DIR, TEMPLATES_DIR
+
+FORMATS = {"docker": "Dockerfile", "singularity": "Singularity.def"}
+"""Recipe format -> file name under ``recipes/<site>/`` (the template adds ``.j2``)."""
+PROVENANCE = "provenance.json"
+OPEN_CE_CHANNEL = "https://ftp.osuosl.org/pub/open-ce/{release}/"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One build step of an image: a title, the environment it sets, files it copies, its commands."""
+
+    name: str
+    title: str
+    commands: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    files: list[tuple[str, str]] = field(default_factory=list)
+
+
+def template_environment() -> jinja2.Environment:
+    """The Jinja environment over containers/templates/: strict about undefined names."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def bootstrap_pins() -> dict[str, str]:
+    """pip, setuptools and wheel pins shared by the host venv and every image (requirements/bootstrap.txt)."""
+    pins = {}
+    for line in (KIT_ROOT / "requirements" / "bootstrap.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name] = version
+    return pins
+
+
+def step_names(site: Site) -> list[str]:
+    """The build steps of a site's image, in layer order (what changes least comes first)."""
+    steps = ["os-packages"]
+    if site.stack.channel == "pip":
+        if site.gpu:
+            steps.append("cuda-libs")
+        steps += [f"mpi-{site.mpi.image_source}", "python-pip", "horovod-pip"]
+    else:
+        steps.append("python-conda")
+    return [*steps, "stack-check", "kit"]
+
+
+def os_packages(site: Site) -> list[str]:
+    """Distribution packages the image installs first."""
+    if site.base.os in ("debian", "ubuntu"):
+        packages = [
+            "ca-certificates",
+            "curl",
+            "python3",
+            "python3-dev",
+            "python3-venv",
+            "g++",
+            "make",
+            "cmake",
+        ]
+        if site.stack.horovod_patches:
+            packages.append("patch")
+        if site.mpi.image_source == "source":
+            packages += ["bzip2", "file"]
+    else:
+        # conda brings compilers-free binaries; jsrun needs libevent inside the image (OLCF).
+        packages = ["bzip2", "ca-certificates", "curl", "findutils", "libevent", "which"]
+    return sorted(packages)
+
+
+def pip_packages(site: Site) -> list[str]:
+    """The pinned PyPI packages of a pip-channel image (Horovod aside)."""
+    stack = site.stack
+    packages = [
+        f"{stack.tensorflow_package}=={stack.tensorflow}",
+        f"numpy=={stack.numpy}",
+        f"mpi4py=={stack.mpi4py}",
+        f"h5py=={stack.h5py}",
+        *stack.extra_pip,
+    ]
+    return packages
+
+
+def conda_packages(site: Site) -> list[str]:
+    """The pinned conda packages of an Open-CE image."""
+    stack = site.stack
+    return [
+        f"python={stack.python}",
+        f"tensorflow={stack.tensorflow}",
+        f"horovod={stack.horovod}",
+        f"cudatoolkit={stack.cuda}",
+        f"cudnn={stack.cudnn}",
+        f"nccl={stack.nccl}",
+        f"openmpi={site.mpi.image_version}",
+        f"numpy={stack.numpy}",
+        f"mpi4py={stack.mpi4py}",
+        f"h5py={stack.h5py}",
+    ]
+
+
+def horovod_build_env(site: Site) -> str:
+    """Environment assignments that prefix Horovod's pip build."""
+    env = [
+        "HOROVOD_WITH_TENSORFLOW=1",
+        "HOROVOD_WITH_MPI=1",
+        "HOROVOD_WITHOUT_PYTORCH=1",
+        "HOROVOD_WITHOUT_MXNET=1",
+    ]
+    if site.stack.horovod_gpu_operations != "none":
+        env.append(f"HOROVOD_GPU_OPERATIONS={site.stack.horovod_gpu_operations}")
+    env.append('MAKEFLAGS="-j$(nproc)"')
+    return " ".join(env)
+
+
+def labels(site: Site) -> list[tuple[str, str]]:
+    """OCI labels (Docker) and ``%labels`` (Singularity): the site, the kit and every pin."""
+    stack = site.stack
+    pins = {
+        "python": stack.python,
+        "cuda": stack.cuda,
+        "cudnn": stack.cudnn,
+        "nccl": stack.nccl,
+        "mpi": f"openmpi-{site.mpi.image_version}",
+        "tensorflow": f"{stack.tensorflow_package}-{stack.tensorflow}",
+        "horovod": stack.horovod,
+        "numpy": stack.numpy,
+        "mpi4py": stack.mpi4py,
+        "h5py": stack.h5py,
+    }
+    result = [
+        ("org.opencontainers.image.title", f"hpcai-{site.id}"),
+        ("org.opencontainers.image.description", f"hpcai base image for {site.name} ({site.center})"),
+        ("org.opencontainers.image.version", __version__),
+        ("org.opencontainers.image.base.name", site.base.ref),
+        ("org.hpcai.site", site.id),
+        ("org.hpcai.arch", site.arch),
+        ("org.hpcai.channel", stack.channel + (f"-{stack.open_ce}" if stack.open_ce else "")),
+        ("org.hpcai.host-mpi", f"{site.mpi.flavour}-{site.mpi.host_version} {site.mpi.model} {site.mpi.pmi}"),
+        ("org.hpcai.horovod-patches", ",".join(stack.horovod_patches) or "none"),
+    ]
+    result += [(f"org.hpcai.pin.{name}", value) for name, value in pins.items()]
+    return result
+
+
+def context(site: Site) -> dict[str, object]:
+    """Everything the step partials read, decided once here."""
+    pins = bootstrap_pins()
+    return {
+        "site": site,
+        "kit_version": __version__,
+        "os_packages": os_packages(site),
+        "pip_packages": pip_packages(site),
+        "conda_packages": conda_packages(site) if site.stack.channel == "open-ce" else [],
+        "open_ce_channel": OPEN_CE_CHANNEL.format(release=site.stack.open_ce),
+        "horovod_build_env": horovod_build_env(site),
+        "cuda_series": ".".join(site.stack.cuda.split(".")[:2]),
+        "mpi_series": ".".join(site.mpi.image_version.split(".")[:2]),
+        "pip_version": pins["pip"],
+        "setuptools_version": pins["setuptools"],
+        "wheel_version": pins["wheel"],
+    }
+
+
+def _logical_commands(body: str) -> list[str]:
+    """Split a rendered partial into commands; a line ending in a backslash continues the next."""
+    commands: list[str] = []
+    pending = ""
+    for raw in body.splitlines():
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1].rstrip() + " "
+            continue
+        commands.append((pending + line).strip())
+        pending = ""
+    return commands
+
+
+def render_steps(site: Site) -> list[Step]:
+    """The rendered build steps of a site's image."""
+    env = template_environment()
+    ctx = context(site)
+    steps = []
+    for name in step_names(site):
+        module = env.get_template(f"steps/{name}.sh.j2").make_module(vars=ctx)
+        steps.append(
+            Step(
+                name=name,
+                title=str(module.title),
+                commands=_logical_commands(str(module)),
+                env=dict(module.env),
+                files=[tuple(f) for f in module.files],
+            )
+        )
+    return steps
+
+
+def runtime_env(steps: list[Step]) -> dict[str, str]:
+    """The environment an image sets at run time: every step's, later steps winning."""
+    merged: dict[str, str] = {}
+    for step in steps:
+        merged.update(step.env)
+    return merged
+
+
+def render_recipe(site: Site, fmt: str) -> str:
+    """The text of one recipe: ``fmt`` is ``docker`` or ``singularity``."""
+    if fmt not in FORMATS:
+        raise KitError(f"unknown recipe format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+    steps = render_steps(site)
+    template = template_environment().get_template(f"{FORMATS[fmt]}.j2")
+    return template.render(site=site, steps=steps, labels=labels(site), runtime_env=runtime_env(steps))
+
+
+def render_provenance(site: Site) -> str:
+    """``/opt/hpcai/provenance.json`` of the image: site, kit version, labels and the MPI model."""
+    record = {
+        "site": site.id,
+        "name": site.name,
+        "center": site.center,
+        "arch": site.arch,
+        "kit_version": __version__,
+        "base": site.base.ref,
+        "mpi": site.mpi.model_dump(),
+        "stack": site.stack.model_dump(),
+        "labels": dict(labels(site)),
+    }
+    return json.dumps(record, indent=2, sort_keys=True) + "\n"
+
+
+def render_site(site: Site) -> dict[str, str]:
+    """Every file of ``recipes/<site>/``: file name -> text."""
+    files = {name: render_recipe(site, fmt) for fmt, name in FORMATS.items()}
+    files[PROVENANCE] = render_provenance(site)
+    return files
+
+
+def recipe_digest(site: Site) -> str:
+    """sha256 of the site's rendered recipe files; a changed pin or template gives a new digest."""
+    digest = hashlib.sha256()
+    for name, text in sorted(render_site(site).items()):
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def image_tag(site: Site) -> str:
+    """The Docker tag of a site's image: ``hpcai/<site>:<first 12 hex of the recipe digest>``."""
+    return f"hpcai/{site.id}:{recipe_digest(site)[:12]}"
+
+
+def sif_name(site: Site) -> str:
+    """The file name of a site's Singularity image: ``hpcai-<site>-<first 12 hex of the recipe digest>.sif``."""
+    return f"hpcai-{site.id}-{recipe_digest(site)[:12]}.sif"
+
+
+def patch_files(site: Site) -> list[Path]:
+    """The Horovod patch files a site names, each checked to exist."""
+    paths = []
+    for name in site.stack.horovod_patches:
+        path = PATCHES_DIR / f"{name}.patch"
+        if not path.is_file():
+            raise KitError(f"stack.horovod_patches: no patch file {path} for {name!r} (site {site.id})")
+        paths.append(path)
+    return paths
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_site(site: Site, out_dir: Path = RECIPES_DIR) -> list[Path]:
+    """Render a site's recipes into ``out_dir/<site>/``; everything renders before anything is written."""
+    patch_files(site)
+    files = render_site(site)
+    written = []
+    for name, text in files.items():
+        path = out_dir / site.id / name
+        write_atomic(path, text)
+        written.append(path)
+    return written
