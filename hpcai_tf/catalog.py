@@ -192,7 +192,7 @@ class Stack(_Strict):
     )
     numpy: Version = Field(description="NumPy (TF 2.15 needs < 2).")
     horovod: Version = Field(description="Horovod.")
-    horovod_patches: list[Name] = Field(
+    horovod_patches: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]*$")]] = Field(
         default_factory=list,
         description="Patches applied to Horovod's sdist before building, files `containers/patches/<name>.patch`.",
     )

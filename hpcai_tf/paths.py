@@ -11,7 +11,8 @@ from pathlib import Path
 
 KIT_ROOT = Path(os.environ.get("HPCAI_ROOT") or Path(__file__).resolve().parent.parent)
 CONTAINERS_DIR = KIT_ROOT / "containers"
-SITES_DIR = CONTAINERS_DIR / "sites"
+SITES_DIR = Path(os.environ.get("HPCAI_CATALOG") or CONTAINERS_DIR / "sites")
+"""The site catalog; ``HPCAI_CATALOG`` names another directory of site files (e.g. a site's own)."""
 TEMPLATES_DIR = CONTAINERS_DIR / "templates"
 PATCHES_DIR = CONTAINERS_DIR / "patches"
 RECIPES_DIR = KIT_ROOT / "recipes"

@@ -1,0 +1,77 @@
+"""`hpcai extend`: a derived recipe FROM the site's base image, with the base's pins as constraints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpcai_tf.catalog import load_site
+from hpcai_tf.recipes import image_tag, sif_name
+
+
+def test_extend_writes_derived_docker_and_singularity_recipes(hpcai, tmp_path: Path):
+    """The exact derived Dockerfile and constraints a user gets for one pip and one apt package."""
+    out = tmp_path / "mykit"
+    result = hpcai("extend", "--site", "local", "--name", "mykit", "--pip", "scikit-learn==1.7.2",
+                   "--apt", "less", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    tag = image_tag(load_site("local"))
+    assert (out / "Dockerfile").read_text() == f'''# Derived image "mykit": the hpcai base image of site "local" plus the user's packages.
+# Written by `hpcai extend`; constraints.txt holds the base's pins so that no added package can replace
+# TensorFlow, Horovod or NumPy (and break Horovod's build against them).
+FROM {tag}
+
+LABEL org.opencontainers.image.title="mykit" \\
+      org.opencontainers.image.base.name="{tag}" \\
+      org.hpcai.derived-from="local"
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends less \\
+ && rm -rf /var/lib/apt/lists/*
+
+COPY constraints.txt /opt/hpcai/derived/constraints.txt
+RUN pip install --no-cache-dir --constraint /opt/hpcai/derived/constraints.txt scikit-learn==1.7.2 \\
+ && pip freeze --all > /opt/hpcai/derived/packages.txt \\
+ && horovodrun --check-build
+'''
+    assert (out / "constraints.txt").read_text() == """\
+# The base image's pins (site local): an added package may not replace them.
+tensorflow-cpu==2.15.1
+horovod==0.28.1
+numpy==1.26.4
+mpi4py==4.1.2
+h5py==3.16.0
+"""
+    definition = (out / "Singularity.def").read_text()
+    assert definition.startswith(f"Bootstrap: localimage\nFrom: {sif_name(load_site('local'))}\n")
+    assert "pip install --no-cache-dir --constraint /opt/hpcai/derived/constraints.txt scikit-learn==1.7.2" in definition
+
+
+def test_extend_on_a_conda_site_uses_dnf_for_system_packages(hpcai, tmp_path: Path):
+    """Summit's UBI 8 base takes system packages from dnf; the constraints hold Open-CE's pins."""
+    out = tmp_path / "x"
+    result = hpcai("extend", "--site", "summit", "--name", "x", "--pip", "astropy==6.1.4", "--apt", "vim-minimal",
+                   "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "RUN dnf install -y --setopt=install_weak_deps=False vim-minimal" in (out / "Dockerfile").read_text()
+    assert "tensorflow==2.13.0\nhorovod==0.28.0\n" in (out / "constraints.txt").read_text()
+
+
+def test_extend_refuses_an_unpinned_package(hpcai, tmp_path: Path):
+    """Exact versions only: an unpinned pip package is a one-line error and nothing is written."""
+    out = tmp_path / "x"
+    result = hpcai("extend", "--site", "local", "--name", "x", "--pip", "pandas", "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr == "hpcai: error: --pip: expected an exact pin NAME==VERSION, got 'pandas'\n"
+    assert not out.exists()
+
+
+def test_extend_refuses_shell_in_a_package_name(hpcai, tmp_path: Path):
+    """A package name cannot carry shell into the recipe."""
+    out = tmp_path / "x"
+    result = hpcai("extend", "--site", "local", "--name", "x", "--pip", "six==1.17.0", "--apt", "less;reboot",
+                   "--out", str(out))
+    assert result.returncode == 2
+    assert "--apt: expected a package name" in result.stderr
+    assert not out.exists()

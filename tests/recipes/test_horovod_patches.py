@@ -1,0 +1,93 @@
+"""Horovod patches are catalog data: a site can pin TensorFlow 2.21 with no hand step."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from hpcai_tf.catalog import load_site
+from hpcai_tf.paths import PATCHES_DIR, SITES_DIR
+from hpcai_tf.recipes import render_recipe, render_steps
+
+PATCHES = ["horovod-0.28.1-no-xla-ops", "horovod-0.28.1-tf-keras-backend"]
+
+
+@pytest.fixture
+def tf221_catalog(tmp_path: Path) -> Path:
+    """The local site moved to TensorFlow 2.21.0 (combination A of shared/STACK.md)."""
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    text = (SITES_DIR / "local.toml").read_text()
+    for old, new in [
+        ('tensorflow = "2.15.1"', 'tensorflow = "2.21.0"'),
+        ('keras = "keras2"', 'keras = "tf-keras"'),
+        ('numpy = "1.26.4"', 'numpy = "2.4.6"'),
+        ('horovod = "0.28.1"', f'horovod = "0.28.1"\nhorovod_patches = {PATCHES!r}'.replace("'", '"')),
+    ]:
+        assert old in text
+        text = text.replace(old, new)
+    (sites / "local.toml").write_text(text)
+    return sites
+
+
+def test_tf221_site_renders_patched_horovod_build(tf221_catalog: Path):
+    """The Horovod step downloads the sdist, applies each named patch, builds; tf-keras is installed."""
+    site = load_site("local", tf221_catalog)
+    horovod = next(s for s in render_steps(site) if s.name == "horovod-pip")
+    assert horovod.title == f"Horovod 0.28.1 ({', '.join(PATCHES)})"
+    assert horovod.files == [("build/wheels", "/tmp/hpcai-wheels"), ("patches", "/tmp/hpcai-patches")]
+    assert horovod.commands == [
+        ". /tmp/hpcai-build/options.sh",
+        "pip download --no-cache-dir --no-deps --no-binary=:all: --dest /tmp/horovod horovod==0.28.1",
+        "tar -xzf /tmp/horovod/horovod-0.28.1.tar.gz -C /tmp/horovod",
+        f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /tmp/hpcai-patches/{PATCHES[0]}.patch",
+        f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /tmp/hpcai-patches/{PATCHES[1]}.patch",
+        "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 "
+        'MAKEFLAGS="-j$(nproc)" pip install --no-cache-dir --no-build-isolation /tmp/horovod/horovod-0.28.1',
+        "rm -rf /tmp/horovod",
+    ]
+    python = next(s for s in render_steps(site) if s.name == "python-pip")
+    assert python.env["TF_USE_LEGACY_KERAS"] == "1"
+    assert python.commands[-1] == "/opt/hpcai/venv/bin/pip install --no-cache-dir --no-deps tf-keras==2.21.0"
+    assert "COPY patches/ /tmp/hpcai-patches/" in render_recipe(site, "docker")
+
+
+def test_tf221_without_tf_keras_is_refused(tf221_catalog: Path, hpcai):
+    """TensorFlow >= 2.16 with tf.keras as Keras 3 would break Horovod's Keras API: refused in one line."""
+    path = tf221_catalog / "local.toml"
+    path.write_text(path.read_text().replace('keras = "tf-keras"', 'keras = "keras2"'))
+    result = hpcai("render", "--site", "local", "--print", env={"HPCAI_CATALOG": str(tf221_catalog)})
+    assert result.returncode == 2
+    assert "stack.keras: expected 'tf-keras' for TensorFlow >= 2.16" in result.stderr
+
+
+def test_unknown_patch_name_is_refused(tf221_catalog: Path, hpcai, tmp_path: Path):
+    """A patch the repo does not have is a one-line error before anything is written."""
+    path = tf221_catalog / "local.toml"
+    path.write_text(path.read_text().replace(PATCHES[1], "horovod-0.28.1-missing"))
+    result = hpcai("render", "--out", str(tmp_path / "out"), env={"HPCAI_CATALOG": str(tf221_catalog)})
+    assert result.returncode == 2
+    assert "stack.horovod_patches: no patch file" in result.stderr and "horovod-0.28.1-missing" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_patches_apply_to_the_real_horovod_sdist(tmp_path: Path):
+    """Each patch applies cleanly to Horovod 0.28.1's sdist from PyPI."""
+    if not shutil.which("patch"):
+        pytest.skip("GNU patch is not installed")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:",
+                    "--dest", str(tmp_path), "horovod==0.28.1"], check=True, capture_output=True, timeout=300)
+    with tarfile.open(tmp_path / "horovod-0.28.1.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    source = tmp_path / "horovod-0.28.1"
+    for name in PATCHES:
+        patch = (PATCHES_DIR / f"{name}.patch").read_text()
+        subprocess.run(["patch", "-d", str(source), "-p1"], input=patch, text=True, check=True, capture_output=True)
+    assert "xla_mpi_ops.cc" not in (source / "horovod/tensorflow/CMakeLists.txt").read_text()
+    assert "from keras import backend" not in (source / "horovod/tensorflow/keras/__init__.py").read_text()
