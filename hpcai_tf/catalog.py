@@ -56,6 +56,12 @@ class NodeType(_Strict):
     gres: Token | None = Field(
         default=None, description="Slurm generic-resource name for the GPUs, e.g. 'gpu:v100' ('gpu:v100:N')."
     )
+    cloud_price_per_device_hour: float | None = Field(
+        default=None,
+        gt=0,
+        description="Cloud-equivalent on-demand price of one device (GPU, or core on a CPU node) per hour, USD; "
+        "used by `hpcai cost` and `hpcai estimate` for the cloud-versus-HPC comparison.",
+    )
 
     @model_validator(mode="after")
     def _gpu_fields_agree(self) -> NodeType:

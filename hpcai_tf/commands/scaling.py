@@ -1,0 +1,184 @@
+"""``hpcai scale``, ``hpcai report``, ``hpcai estimate``, ``hpcai cost``: scaling studies and their model."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from hpcai_tf.errors import KitError
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not counts or any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"expected positive whole numbers, got {text!r}")
+    return counts
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``scale``, ``report``, ``estimate`` and ``cost``."""
+    scale = sub.add_parser(
+        "scale",
+        help="train a workload at several rank counts and report its scaling",
+        description="Run `hpcai train WORKLOAD --ranks N` for each N (mpirun on this machine), then write the "
+        "scaling report of the runs. Arguments after `--` go to `hpcai train`.",
+    )
+    scale.add_argument("workload", help="resnet50, gw or des")
+    scale.add_argument("--ranks", type=_counts, required=True, help="rank counts, e.g. 1,2")
+    scale.add_argument("--out", type=Path, default=Path("runs/scale"), help="directory for runs and report")
+    scale.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then arguments for `hpcai train`")
+    scale.set_defaults(func=_scale)
+
+    report = sub.add_parser(
+        "report",
+        help="speedup and efficiency tables and plots from run directories",
+        description="Read each run's metrics.jsonl and write report.md, report.csv and scaling.png: global "
+        "throughput, speedup, parallel efficiency, time per epoch and projected time-to-train per rank count, "
+        "grouped by site and image.",
+    )
+    report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (or metrics files)")
+    report.add_argument("--out", type=Path, help="directory for report.md, report.csv, scaling.png (default: none)")
+    report.set_defaults(func=_report)
+
+    estimate = sub.add_parser(
+        "estimate",
+        help="predict data-parallel scaling on a site from a per-device step time",
+        description="A performance model of Horovod data-parallel training (docs/performance-model.md): ring or "
+        "hierarchical allreduce over the site's links, tensor fusion, overlap with the backward pass.",
+    )
+    estimate.add_argument("workload", help="resnet50, gw or des")
+    estimate.add_argument("--site", required=True, help="site id from the catalog")
+    estimate.add_argument("--node-type", help="node type (default: the site's default)")
+    estimate.add_argument("--gpus", type=_counts, required=True, help="device counts, e.g. 1,8,64")
+    source = estimate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-run", type=Path, help="a 1-rank run directory: its measured step time and batch")
+    source.add_argument("--step-time", type=float, help="per-device compute seconds per step (e.g. on a V100)")
+    estimate.add_argument("--batch", type=int, help="batch per device that --step-time was measured at")
+    estimate.add_argument("--smoke", action="store_true", help="size the model of the smoke preset")
+    estimate.add_argument("--params", type=int, help="gradient size in parameters (default: built from the model)")
+    estimate.add_argument("--tensors", type=int, help="gradient tensors (default: from the model)")
+    estimate.add_argument("--algorithm", choices=["ring", "hierarchical"], default="ring")
+    estimate.add_argument("--fusion-mb", type=float, default=64.0, help="tensor fusion threshold, MiB (0: off)")
+    estimate.add_argument("--overlap", type=float, default=1.0, help="share of the backward pass that hides comms")
+    estimate.add_argument("--fp16-allreduce", action="store_true", help="fp16 gradient compression")
+    estimate.add_argument("--price", type=float, help="USD per device-hour (default: the catalog's, if any)")
+    estimate.add_argument("--out", type=Path, help="directory for estimate.md, estimate.csv, estimate.png")
+    estimate.set_defaults(func=_estimate)
+
+    cost = sub.add_parser(
+        "cost",
+        help="cloud-equivalent cost of runs: device-hours times a price per device-hour",
+        description="For each run: its device-hours and cost, and the projected cost of the full training "
+        "(time-to-train x devices x price). The price comes from --price or the site's catalog entry.",
+    )
+    cost.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    cost.add_argument("--price", type=float, help="USD per device-hour")
+    cost.add_argument("--site", help="site whose catalog price to use (default: the runs' site)")
+    cost.set_defaults(func=_cost)
+
+
+def _train_args(args: list[str]) -> list[str]:
+    return args[1:] if args and args[0] == "--" else args
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from hpcai_tf.report import markdown_table, read_runs, scaling_rows
+
+    run_dirs = []
+    for ranks in args.ranks:
+        run_dir = args.out / f"{args.workload}-{ranks}ranks"
+        command = [sys.executable, "-m", "hpcai_tf", "train", args.workload, "--ranks", str(ranks),
+                   "--run-dir", str(run_dir), *_train_args(args.train_args)]
+        print(f"hpcai scale: {ranks} rank(s) -> {run_dir}", flush=True)
+        if subprocess.run(command, check=False).returncode != 0:
+            raise KitError(f"scale: the {ranks}-rank run failed; see {run_dir}")
+        run_dirs.append(run_dir)
+    rows = scaling_rows(read_runs(run_dirs))
+    _write_report(rows, args.out, f"{args.workload}: measured scaling", "report")
+    print(markdown_table(rows), end="")
+    return 0
+
+
+def _write_report(rows, out: Path | None, title: str, stem: str, workers: str = "workers") -> None:
+    from hpcai_tf.recipes import write_atomic
+    from hpcai_tf.report import csv_table, markdown_table, plot_scaling
+
+    if out is None:
+        return
+    write_atomic(out / f"{stem}.md", f"# {title}\n\n" + markdown_table(rows))
+    write_atomic(out / f"{stem}.csv", csv_table(rows))
+    plot_scaling(rows, out / ("scaling.png" if stem == "report" else f"{stem}.png"), title, workers)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from hpcai_tf.report import markdown_table, read_runs, scaling_rows
+
+    runs = read_runs(args.runs)
+    rows = scaling_rows(runs)
+    _write_report(rows, args.out, f"{runs[0].workload}: measured scaling", "report")
+    print(markdown_table(rows), end="")
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from hpcai_tf.catalog import load_site
+    from hpcai_tf.estimate import Communication, Workload, predict
+    from hpcai_tf.report import read_run
+
+    site = load_site(args.site)
+    node = site.node_type(args.node_type)
+    if args.from_run:
+        run = read_run(args.from_run)
+        if run.workload != args.workload:
+            raise KitError(f"--from-run: {run.path} is a {run.workload} run, not {args.workload}")
+        if run.ranks != 1:
+            raise KitError(f"--from-run: expected a 1-rank run (the per-device step time), got {run.ranks} ranks")
+        step, batch = run.step_time_s, run.batch_per_rank
+        epochs, dataset = run.epochs_to_train, run.dataset_size
+    else:
+        if not args.batch:
+            raise KitError("--batch: required with --step-time (the batch per device it was measured at)")
+        from hpcai_tf.model_size import training_length
+
+        step, batch = args.step_time, args.batch
+        epochs, dataset = training_length(args.workload)
+    if args.params and args.tensors:
+        params, tensors = args.params, args.tensors
+    else:
+        from hpcai_tf.model_size import model_size
+
+        size = model_size(args.workload, smoke=args.smoke)
+        params, tensors = args.params or size.parameters, args.tensors or size.tensors
+    if step <= 0 or not 0 <= args.overlap <= 1 or args.fusion_mb < 0:
+        raise KitError("estimate: expected --step-time > 0, 0 <= --overlap <= 1 and --fusion-mb >= 0")
+    workload = Workload(args.workload, step, batch, params, tensors, epochs, dataset)
+    comm = Communication(algorithm=args.algorithm, fusion_bytes=int(args.fusion_mb * 1024 * 1024),
+                         overlap=args.overlap, fp16=args.fp16_allreduce)
+    rows = predict(workload, site, node, args.gpus, comm)
+    price = args.price or node.cloud_price_per_device_hour
+    print(f"# {args.workload} on {site.id} ({node.name}): {params:,} parameters in {tensors} tensors, "
+          f"{step * 1000:.1f} ms/step at batch {batch} per device, {comm.algorithm} allreduce")
+    from hpcai_tf.report import markdown_table
+
+    print(markdown_table(rows), end="")
+    if price:
+        print(f"\ncloud-equivalent cost of the full training at USD {price:.2f} per device-hour:")
+        for row in rows:
+            usd = row.time_to_train_h * row.ranks * price
+            print(f"  {row.ranks:>5} devices: {row.time_to_train_h:9.2f} h  USD {usd:,.0f}")
+    _write_report(rows, args.out, f"{args.workload} on {site.id}: predicted scaling", "estimate", "devices")
+    return 0
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from hpcai_tf.catalog import load_site
+    from hpcai_tf.cost import run_costs
+
+    for line in run_costs(args.runs, args.price, load_site(args.site) if args.site else None, load_site):
+        print(line)
+    return 0

@@ -1,0 +1,230 @@
+"""Scaling reports: runs' ``metrics.jsonl`` -> throughput, speedup, efficiency and time-to-train per rank count.
+
+A run directory holds the ``metrics.jsonl`` that ``hpcai train`` writes: a ``provenance`` record first, one
+``epoch`` record per epoch, a ``final`` record last. Throughput is the mean global samples/s over the epochs
+after the first (the first includes graph tracing and warm-up), or the only epoch when there is one. Runs are
+grouped by site and image; speedup and efficiency are relative to the smallest rank count of the group.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpcai_tf.errors import KitError
+
+METRICS = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a report needs from one run."""
+
+    path: Path
+    workload: str
+    ranks: int
+    site: str
+    image: str
+    throughput: float
+    """Global samples per second."""
+    epoch_time_s: float
+    step_time_s: float
+    epochs_to_train: int
+    dataset_size: int
+    batch_per_rank: int
+    wall_time_s: float
+    """The run's wall time: its final record's, or its last epoch's."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a scaling table: a rank count within a group (site, image)."""
+
+    site: str
+    image: str
+    ranks: int
+    runs: int
+    throughput: float
+    speedup: float
+    efficiency: float
+    epoch_time_s: float | None
+    time_to_train_h: float
+
+
+def _records(path: Path) -> list[dict]:
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise KitError(f"{path}:{number}: not a JSON record (a partial write?)") from None
+            if not isinstance(record, dict) or "type" not in record:
+                raise KitError(f"{path}:{number}: expected a JSON object with a 'type' field")
+            records.append(record)
+    return records
+
+
+def _number(record: dict, key: str, where: str) -> float:
+    value = record.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise KitError(f"{where}: field '{key}' missing or not a non-negative number")
+    return float(value)
+
+
+def read_run(run_dir: Path) -> Run:
+    """Read one run directory's metrics file; a missing, partial or malformed file is a one-line error."""
+    path = run_dir / METRICS if run_dir.is_dir() else run_dir
+    if not path.is_file():
+        raise KitError(f"{path}: no metrics file (expected {METRICS} written by `hpcai train`)")
+    records = _records(path)
+    if not records or records[0]["type"] != "provenance":
+        raise KitError(f"{path}: the first record must be the run's provenance")
+    provenance = records[0]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    if not epochs:
+        raise KitError(f"{path}: no epoch records (the run ended before its first epoch)")
+    config = provenance.get("config") or {}
+    where = f"{path}: provenance"
+    workload = provenance.get("workload")
+    if not isinstance(workload, str):
+        raise KitError(f"{where}: field 'workload' missing")
+    ranks = int(_number(provenance, "ranks", where))
+    measured = epochs[1:] if len(epochs) > 1 else epochs
+    throughput = sum(_number(e, "global_samples_per_sec", f"{path}: epoch {e.get('epoch')}") for e in measured)
+    epoch_time = sum(_number(e, "epoch_time_s", f"{path}: epoch {e.get('epoch')}") for e in measured)
+    step_time = sum(_number(e, "step_time_s", f"{path}: epoch {e.get('epoch')}") for e in measured)
+    finals = [r for r in records if r["type"] == "final"]
+    last = finals[-1] if finals else epochs[-1]
+    wall = _number(last, "wall_time_s", f"{path}: {last['type']} record")
+    image = provenance.get("image") or {}
+    labels = image.get("labels") or {} if isinstance(image, dict) else {}
+    image_name = labels.get("org.opencontainers.image.title") or "host"
+    version = labels.get("org.opencontainers.image.version")
+    return Run(
+        path=path,
+        workload=workload,
+        ranks=ranks,
+        site=str(provenance.get("site") or (image.get("site") if isinstance(image, dict) else None) or "host"),
+        image=f"{image_name} {version}" if version else image_name,
+        throughput=throughput / len(measured),
+        epoch_time_s=epoch_time / len(measured),
+        step_time_s=step_time / len(measured),
+        epochs_to_train=int(_number(config, "epochs", f"{where}.config")),
+        dataset_size=int(_number(config, "dataset_size", f"{where}.config")),
+        batch_per_rank=int(_number(epochs[-1], "batch_per_rank", f"{path}: epoch {epochs[-1].get('epoch')}")),
+        wall_time_s=wall,
+    )
+
+
+def read_runs(run_dirs: list[Path]) -> list[Run]:
+    """Read every run; all must be of one workload."""
+    if not run_dirs:
+        raise KitError("report: give at least one run directory")
+    runs = [read_run(Path(d)) for d in run_dirs]
+    workloads = sorted({r.workload for r in runs})
+    if len(workloads) > 1:
+        raise KitError(f"report: runs of different workloads ({', '.join(workloads)}); report one workload at a time")
+    return runs
+
+
+def time_to_train_h(epochs: int, dataset_size: int, throughput: float) -> float:
+    """Hours to train ``epochs`` passes over ``dataset_size`` samples at ``throughput`` samples/s."""
+    return epochs * dataset_size / throughput / 3600.0
+
+
+def scaling_rows(runs: list[Run]) -> list[Row]:
+    """Group runs by (site, image) and rank count; speedup and efficiency against the group's fewest ranks."""
+    groups: dict[tuple[str, str], dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        groups[(run.site, run.image)][run.ranks].append(run)
+    rows = []
+    for (site, image), by_ranks in sorted(groups.items()):
+        base_ranks = min(by_ranks)
+        base = sum(r.throughput for r in by_ranks[base_ranks]) / len(by_ranks[base_ranks])
+        for ranks in sorted(by_ranks):
+            group = by_ranks[ranks]
+            throughput = sum(r.throughput for r in group) / len(group)
+            speedup = throughput / base
+            rows.append(Row(
+                site=site,
+                image=image,
+                ranks=ranks,
+                runs=len(group),
+                throughput=throughput,
+                speedup=speedup,
+                efficiency=speedup * base_ranks / ranks,
+                epoch_time_s=sum(r.epoch_time_s for r in group) / len(group),
+                time_to_train_h=time_to_train_h(group[0].epochs_to_train, group[0].dataset_size, throughput),
+            ))
+    return rows
+
+
+HEADER = ("site", "image", "ranks", "runs", "samples/s", "speedup", "efficiency", "epoch time (s)",
+          "time to train (h)")
+
+
+def _cells(row: Row) -> tuple[str, ...]:
+    epoch = "" if row.epoch_time_s is None else f"{row.epoch_time_s:.2f}"
+    return (row.site, row.image, str(row.ranks), str(row.runs), f"{row.throughput:.2f}", f"{row.speedup:.3f}",
+            f"{row.efficiency:.3f}", epoch, f"{row.time_to_train_h:.2f}")
+
+
+def markdown_table(rows: list[Row], header: tuple[str, ...] = HEADER) -> str:
+    """The rows as a Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: list[Row], header: tuple[str, ...] = HEADER) -> str:
+    """The rows as CSV."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(_cells(r) for r in rows)
+    return buffer.getvalue()
+
+
+def plot_scaling(rows: list[Row], path: Path, title: str, workers: str = "workers") -> None:
+    """Throughput and speedup against workers, one line per group, ideal scaling dashed; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[(row.site, row.image)].append(row)
+    for (site, image), group in groups.items():
+        ranks = [r.ranks for r in group]
+        base = group[0]
+        label = f"{site} ({image})"
+        left.plot(ranks, [r.throughput for r in group], "o-", label=label)
+        left.plot(ranks, [base.throughput * n / base.ranks for n in ranks], "--", color="grey", label=f"ideal, {site}")
+        right.plot(ranks, [r.speedup for r in group], "o-", label=label)
+    all_ranks = sorted({r.ranks for r in rows})
+    first = all_ranks[0]
+    right.plot(all_ranks, [n / first for n in all_ranks], "--", color="grey", label="ideal")
+    for axis, ylabel in ((left, "samples/s (global)"), (right, "speedup")):
+        axis.set_xlabel(workers)
+        axis.set_ylabel(ylabel)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+        if len(all_ranks) > 2 and all_ranks[-1] / all_ranks[0] >= 8:
+            axis.set_xscale("log", base=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
