@@ -47,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     docs = sub.add_parser(
         "docs",
-        help="regenerate docs/stack.md and docs/catalog.md from the catalog",
-        description="Write the pinned-stack table (docs/stack.md) and the catalog reference (docs/catalog.md).",
+        help="regenerate docs/stack.md, docs/catalog.md and docs/sites/*.md from the catalog",
+        description="Write the pinned-stack table (docs/stack.md), the catalog reference (docs/catalog.md) and a "
+        "tutorial per site (docs/sites/<id>.md).",
     )
     docs.add_argument("--out", type=Path, default=DOCS_DIR, help="output directory (default: docs/)")
     docs.set_defaults(func=_docs)
@@ -98,7 +99,11 @@ def _docs(args: argparse.Namespace) -> int:
     from hpcai_tf.recipes import write_atomic
     from hpcai_tf.stack_table import catalog_reference, stack_page
 
-    pages = {"stack.md": stack_page(load_catalog()), "catalog.md": catalog_reference()}
+    from hpcai_tf.site_docs import site_page
+
+    sites = load_catalog()
+    pages = {"stack.md": stack_page(sites), "catalog.md": catalog_reference()}
+    pages.update({f"sites/{site.id}.md": site_page(site) for site in sites})
     for name, text in pages.items():
         write_atomic(args.out / name, text)
         print(args.out / name)

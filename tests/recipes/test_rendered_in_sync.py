@@ -8,6 +8,7 @@ import pytest
 
 from hpcai_tf.catalog import load_catalog
 from hpcai_tf.recipes import image_tag, render_site
+from hpcai_tf.site_docs import site_page
 from hpcai_tf.stack_table import catalog_reference, stack_page
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,9 +26,12 @@ def test_committed_recipes_match_templates(site: str):
 
 
 def test_generated_docs_match_catalog():
-    """docs/stack.md and docs/catalog.md are regenerated from the catalog (`make recipes`)."""
+    """docs/stack.md, docs/catalog.md and docs/sites/*.md are regenerated from the catalog (`make recipes`)."""
     assert (REPO / "docs/stack.md").read_text() == stack_page(load_catalog())
     assert (REPO / "docs/catalog.md").read_text() == catalog_reference()
+    assert sorted(p.stem for p in (REPO / "docs/sites").glob("*.md")) == SITES
+    for site in load_catalog():
+        assert (REPO / f"docs/sites/{site.id}.md").read_text() == site_page(site), f"docs/sites/{site.id}.md is stale"
 
 
 def test_rendering_is_deterministic(hpcai, tmp_path: Path):
