@@ -148,12 +148,19 @@ class Mpi(_Strict):
     host_root: Annotated[str, StringConstraints(pattern=r"^(/[A-Za-z0-9._-]+)+$|^\$[A-Z_]+$")] | None = Field(
         default=None, description="Bind model only: host MPI install prefix bound into the image."
     )
+    host_env: dict[EnvName, Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/:,=+@^${}-]*$")]] = Field(
+        default_factory=dict,
+        description="Bind model only: environment the image's processes need to use the bound host MPI, passed "
+        "into the container as <RUNTIME>ENV_<NAME>; $NAME in a value expands on the host at run time.",
+    )
     reason: Text = Field(description="Why this image MPI fits the host (family, version, PMI).")
 
     @model_validator(mode="after")
     def _bind_needs_root(self) -> Mpi:
         if self.model == "bind" and not self.host_root:
             raise ValueError("host_root: required when model = 'bind'")
+        if self.host_env and self.model != "bind":
+            raise ValueError("host_env: only for model = 'bind'")
         return self
 
 

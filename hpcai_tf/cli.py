@@ -31,13 +31,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``hpcai launch gw --site local -- --smoke``: the kit's arguments, and those after the first ``--``."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; bad input ends in a one-line error and exit code 2."""
+    """Run one command; bad input ends in a one-line error and exit code 2.
+
+    Everything after the first ``--`` is handed to the command as ``args.passthrough`` (the arguments of the
+    ``hpcai train`` that ``launch`` and ``scale`` run); commands that set ``passthrough_to`` accept it.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    own, passthrough = split_passthrough(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(own)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if passthrough and not getattr(args, "passthrough_to", None):
+        parser.error(f"hpcai {args.command} takes no arguments after --")
+    args.passthrough = passthrough
     try:
         return int(args.func(args) or 0)
     except KitError as err:

@@ -27,12 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train a workload at several rank counts and report its scaling",
         description="Run `hpcai train WORKLOAD --ranks N` for each N (mpirun on this machine), then write the "
         "scaling report of the runs. Arguments after `--` go to `hpcai train`.",
+        usage="hpcai scale WORKLOAD --ranks N,N... [--out DIR] [-- TRAIN_ARGS ...]",
     )
     scale.add_argument("workload", help="resnet50, gw or des")
     scale.add_argument("--ranks", type=_counts, required=True, help="rank counts, e.g. 1,2")
     scale.add_argument("--out", type=Path, default=Path("runs/scale"), help="directory for runs and report")
-    scale.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then arguments for `hpcai train`")
-    scale.set_defaults(func=_scale)
+    scale.set_defaults(func=_scale, passthrough_to="hpcai train")
 
     report = sub.add_parser(
         "report",
@@ -82,10 +82,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     cost.set_defaults(func=_cost)
 
 
-def _train_args(args: list[str]) -> list[str]:
-    return args[1:] if args and args[0] == "--" else args
-
-
 def _scale(args: argparse.Namespace) -> int:
     from hpcai_tf.report import markdown_table, read_runs, scaling_rows
 
@@ -93,7 +89,7 @@ def _scale(args: argparse.Namespace) -> int:
     for ranks in args.ranks:
         run_dir = args.out / f"{args.workload}-{ranks}ranks"
         command = [sys.executable, "-m", "hpcai_tf", "train", args.workload, "--ranks", str(ranks),
-                   "--run-dir", str(run_dir), *_train_args(args.train_args)]
+                   "--run-dir", str(run_dir), *args.passthrough]
         print(f"hpcai scale: {ranks} rank(s) -> {run_dir}", flush=True)
         if subprocess.run(command, check=False).returncode != 0:
             raise KitError(f"scale: the {ranks}-rank run failed; see {run_dir}")

@@ -1,0 +1,53 @@
+"""Submit a rendered job script with the site's submit command (``sbatch``, ``swbatch``, ``bsub``) and read its id.
+
+Slurm's submit commands take the script as a file argument (or on standard input); LSF's ``bsub`` reads the
+``#BSUB`` lines only from standard input (``bsub < script``). The submit command inherits the environment, so
+``sbatch`` finds a test cluster through ``SLURM_CONF``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from hpcai_tf.catalog import Site
+from hpcai_tf.errors import KitError
+
+JOB_ID = {
+    "slurm": re.compile(r"Submitted batch job (\d+)"),
+    "lsf": re.compile(r"Job <(\d+)> is submitted"),
+}
+"""How each scheduler kind reports the id of a submitted job."""
+
+
+def submit_command(site: Site, script: Path | None) -> tuple[list[str], bool]:
+    """The argv that submits ``script`` (None: the text goes to standard input) and whether stdin carries it."""
+    submit = shutil.which(site.scheduler.submit)
+    if submit is None:
+        raise KitError(f"--submit: site {site.id} submits with {site.scheduler.submit!r}, which is not on PATH")
+    if site.scheduler.kind == "lsf" or script is None:
+        return [submit], True
+    return [submit, str(script)], False
+
+
+def submit_job_script(site: Site, text: str, script: Path | None = None, env: Mapping[str, str] | None = None) -> str:
+    """Submit the job script (the file ``script`` when given, else ``text`` on stdin); return the job id."""
+    argv, on_stdin = submit_command(site, script)
+    result = subprocess.run(
+        argv,
+        input=text if on_stdin else None,
+        capture_output=True,
+        text=True,
+        env=dict(env) if env is not None else None,
+        check=False,
+    )
+    if result.returncode != 0:
+        reason = (result.stderr.strip() or result.stdout.strip() or f"exit status {result.returncode}").splitlines()
+        raise KitError(f"--submit: {site.scheduler.submit} refused the job: {reason[-1]}")
+    match = JOB_ID[site.scheduler.kind].search(result.stdout)
+    if not match:
+        raise KitError(f"--submit: no job id in the output of {site.scheduler.submit}: {result.stdout.strip()!r}")
+    return match[1]
