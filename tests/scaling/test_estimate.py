@@ -113,3 +113,13 @@ def test_estimate_cli_refuses_a_gpu_count_the_site_lacks(hpcai):
                    "--step-time", "0.1", "--batch", "64", "--params", "1000", "--tensors", "10")
     assert result.returncode == 2
     assert result.stderr == "hpcai: error: --gpus: 32 is more than site bridges-ai has (1 dgx2 nodes x 16 GPUs = 16)\n"
+
+
+@pytest.mark.slow
+def test_model_size_of_resnet50_is_keras_resnet50():
+    """The gradient size comes from the real model: Keras ResNet-50 has 25,583,592 trainable parameters."""
+    from hpcai_tf.model_size import model_size
+
+    size = model_size("resnet50")
+    assert (size.parameters, size.epochs, size.dataset_size) == (25_583_592, 90, 1_281_167)
+    assert size.tensors == 214
