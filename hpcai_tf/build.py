@@ -1,0 +1,201 @@
+"""``hpcai build``: a site's rendered recipe becomes an image, with Docker or with Apptainer/Singularity.
+
+The Docker path: render and validate the recipe, refuse in one line what this host cannot build (another
+architecture without emulation; a registry base that cannot be pulled), make or find the base image,
+stage the build context (:mod:`hpcai_tf.build_context`), then build through the Docker SDK
+(:mod:`hpcai_tf.docker_build`) and tag ``recipes.image_tag(site)``.
+
+The Singularity path (:func:`build_site_sif`): from the Docker daemon (``docker-daemon://TAG``) when the
+site's Docker image exists, else from a ``docker-archive`` that ``hpcai export`` wrote (the OLCF route:
+build with an OCI engine, then convert), else from the staged ``Singularity.def``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hpcai_tf.catalog import Site
+from hpcai_tf.errors import KitError
+from hpcai_tf.paths import KIT_ROOT
+from hpcai_tf.recipes import image_tag, recipe_digest, sif_name
+
+if TYPE_CHECKING:
+    from hpcai_tf.build_context import BuildOptions
+
+LOGS_DIR = KIT_ROOT / "build" / "logs"
+IMAGES_DIR = KIT_ROOT / "build" / "images"
+EXPORT_DIR = KIT_ROOT / "build" / "export"
+KIT_SOURCE_LABEL = "org.hpcai.kit-source"
+"""Build-time label: sha256 of the kit source copied into the image (the tag hashes only the recipe)."""
+RECIPE_LABEL = "org.hpcai.recipe-dir"
+"""Build-time label of images built from a recipe directory (``hpcai build --recipe DIR``)."""
+DOCKER_ARCH = {"x86_64": "amd64", "ppc64le": "ppc64le", "aarch64": "arm64"}
+NAME = re.compile(r"[^a-z0-9_.-]+")
+
+
+def archive_path(site: Site) -> Path:
+    """Where ``hpcai export --runtime docker`` writes the site's ``docker save`` archive."""
+    return EXPORT_DIR / f"hpcai-{site.id}-{recipe_digest(site)[:12]}.tar"
+
+
+def sif_path(site: Site) -> Path:
+    """Where ``hpcai build --runtime singularity`` writes the site's SIF."""
+    return IMAGES_DIR / sif_name(site)
+
+
+def cross_arch_platform(site: Site) -> str | None:
+    """The Docker platform to build for when the site's arch is not this host's; ``None`` for the host's own.
+
+    A foreign arch builds only under qemu-user emulation registered with binfmt_misc; without it this is a
+    one-line error naming what the build needs. (Emulated builds have not run on the kit's machine.)
+    """
+    host = platform.machine()
+    if site.arch == host:
+        return None
+    if not Path(f"/proc/sys/fs/binfmt_misc/qemu-{site.arch}").exists():
+        raise KitError(
+            f"site {site.id} builds a {site.arch} image and this host is {host} with no {site.arch} emulation: "
+            f"build it on a {site.arch} machine (a login or build node of the site), or register qemu-user-static "
+            f"for {site.arch} with binfmt_misc"
+        )
+    return f"linux/{DOCKER_ARCH.get(site.arch, site.arch)}"
+
+
+@dataclass(frozen=True)
+class SiteBuild:
+    """What ``hpcai build --site S`` produced."""
+
+    site: str
+    runtime: str
+    image: str
+    """A Docker tag, or the path of a SIF."""
+    seconds: float = 0.0
+    size: int = 0
+
+
+def build_site_docker(
+    site: Site,
+    options: BuildOptions,
+    *,
+    no_cache: bool = False,
+    quiet: bool = False,
+    out: Callable[[str], None] = print,
+) -> SiteBuild:
+    """Build and tag the site's Docker image; a one-line error when this host cannot."""
+    from hpcai_tf.base_image import ensure_base_image
+    from hpcai_tf.build_context import horovod_wheel_reason, stage_context
+    from hpcai_tf.docker_build import build_image
+    from hpcai_tf.docker_engine import docker_client
+
+    tag = image_tag(site)
+    out(f"site {site.id}: recipe rendered and valid; image tag {tag}")
+    target = cross_arch_platform(site)
+    client = docker_client()
+    ensure_base_image(site, client, out)
+    staged = stage_context(site, options)
+    if staged.wheels:
+        out(f"staged {staged.path} with prebuilt {', '.join(staged.wheels)}")
+    else:
+        why = horovod_wheel_reason(site) or f"no matching wheel in {options.wheels_dir}"
+        out(f"staged {staged.path}; Horovod builds from source inside the image ({why})")
+    result = build_image(
+        client,
+        staged.path,
+        "recipe/Dockerfile",
+        tag,
+        LOGS_DIR / f"{site.id}-{tag.rsplit(':', 1)[1]}.log",
+        no_cache=no_cache,
+        labels={KIT_SOURCE_LABEL: staged.kit_digest},
+        platform=target,
+        quiet=quiet,
+    )
+    size = client.images.get(result.image_id).attrs.get("Size", 0)
+    return SiteBuild(site=site.id, runtime="docker", image=tag, seconds=result.seconds, size=size)
+
+
+def recipe_dir_tag(recipe_dir: Path) -> str:
+    """The tag of an image built from a recipe directory: ``hpcai-recipe/<dir name>:<sha256 of its files>``."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in recipe_dir.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(recipe_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    name = NAME.sub("-", recipe_dir.resolve().name.lower()).strip("-.") or "recipe"
+    return f"hpcai-recipe/{name}:{digest.hexdigest()[:12]}"
+
+
+def build_recipe_dir(recipe_dir: Path, *, no_cache: bool = False, quiet: bool = False) -> SiteBuild:
+    """Build ``DIR/Dockerfile`` with DIR as the context: a derived recipe from ``hpcai extend``, or any other."""
+    from hpcai_tf.docker_build import build_image
+    from hpcai_tf.docker_engine import docker_client
+
+    if not (recipe_dir / "Dockerfile").is_file():
+        raise KitError(f"--recipe: no Dockerfile in {recipe_dir}")
+    tag = recipe_dir_tag(recipe_dir)
+    client = docker_client()
+    result = build_image(
+        client,
+        recipe_dir.resolve(),
+        "Dockerfile",
+        tag,
+        LOGS_DIR / f"recipe-{tag.split('/', 1)[1].replace(':', '-')}.log",
+        no_cache=no_cache,
+        labels={RECIPE_LABEL: recipe_dir.resolve().name},
+        quiet=quiet,
+    )
+    size = client.images.get(result.image_id).attrs.get("Size", 0)
+    return SiteBuild(site="", runtime="docker", image=tag, seconds=result.seconds, size=size)
+
+
+def sif_source(site: Site, out: Callable[[str], None] = print) -> str:
+    """Where the SIF is built from: ``docker-daemon://TAG``, ``docker-archive://TAR``, or ``Singularity.def``."""
+    from hpcai_tf.build_context import kit_digest
+    from hpcai_tf.docker_engine import docker_client, docker_host, engine_answers, find_image
+
+    tag = image_tag(site)
+    if engine_answers():
+        image = find_image(docker_client(), tag)
+        if image is not None:
+            out(f"converting the Docker image {tag} ({image.short_id}) from the daemon")
+            if (image.labels or {}).get(KIT_SOURCE_LABEL) != kit_digest():
+                out(f"note: {tag} holds older kit source than this checkout; `hpcai build --site {site.id}` refreshes")
+            os.environ["DOCKER_HOST"] = docker_host()  # the runtime reads the engine's address from there
+            return f"docker-daemon://{tag}"
+    archive = archive_path(site)
+    if archive.is_file():
+        out(f"converting the docker-archive {archive}")
+        return f"docker-archive://{archive}"
+    out(f"no Docker image {tag} nor archive {archive}: building from recipes/{site.id}/Singularity.def")
+    return "Singularity.def"
+
+
+def build_site_sif(site: Site, options: BuildOptions, out: Callable[[str], None] = print) -> SiteBuild:
+    """Build the site's SIF with Apptainer/Singularity; a one-line error when neither is installed."""
+    import time
+
+    from hpcai_tf.build_context import CONTEXT_DIR, stage_context
+    from hpcai_tf.singularity_runtime import build_sif, find_runtime
+
+    out(f"site {site.id}: recipe rendered and valid; image {sif_path(site)}")
+    cross_arch_platform(site)
+    executable = find_runtime()
+    source = sif_source(site, out)
+    cwd = CONTEXT_DIR / site.id
+    if source == "Singularity.def":
+        cwd = stage_context(site, options).path
+    cwd.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    build_sif(executable, sif_path(site), source, cwd)
+    path = sif_path(site)
+    return SiteBuild(
+        site=site.id,
+        runtime="singularity",
+        image=str(path),
+        seconds=time.monotonic() - start,
+        size=path.stat().st_size,
+    )

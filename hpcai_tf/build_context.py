@@ -1,0 +1,191 @@
+"""The build context of a site's image, staged under ``build/context/<site>/`` before every build.
+
+It holds exactly what the rendered recipes copy (see the header of ``recipes/<site>/Dockerfile``):
+
+- ``build/options/``: ``options.sh``, sourced by the steps that reach the network (CA bundle, pip index),
+  and the CA bundle itself when one is given. Options are arguments of ``hpcai build``, never baked into
+  the committed recipes.
+- ``build/wheels/``: prebuilt Horovod wheels that fit the site (see :func:`horovod_wheels`); may be empty.
+- ``recipe/``: the site's rendered Dockerfile, Singularity.def and provenance.json; ``Singularity.def`` is
+  also placed at the context root, so that its relative ``%files`` resolve from there.
+- ``kit/``: pyproject.toml, README.md and ``hpcai_tf/`` without caches; ``patches/`` when the site names any.
+
+The context is written to a temporary directory and renamed into place: a failed staging leaves the
+previous context whole. Its contents are deterministic, so Docker's layer cache keys on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import shlex
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hpcai_tf.catalog import Site
+from hpcai_tf.errors import KitError
+from hpcai_tf.paths import KIT_ROOT
+from hpcai_tf.recipes import patch_files, render_site
+
+CONTEXT_DIR = KIT_ROOT / "build" / "context"
+DEFAULT_WHEELS_DIR = KIT_ROOT / ".cache" / "wheels"
+CA_BUNDLE_NAME = "ca-bundle.crt"
+IMAGE_OPTIONS_DIR = "/opt/hpcai-build/options"
+"""Where ``build/options/`` lands in the image (the templates source ``options.sh`` from there). Not under
+/tmp: Apptainer binds the host's /tmp over the image's during %post, which would hide what %files put there."""
+CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+KIT_FILES = ("pyproject.toml", "README.md")
+KIT_PACKAGE = "hpcai_tf"
+SKIPPED = re.compile(r"(__pycache__|\.pyc$|\.pyo$|\.egg-info|\.pytest_cache|\.ruff_cache)")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Options of one build, given on the command line of ``hpcai build``."""
+
+    ca_bundle: Path | None = None
+    """CA bundle for HTTPS inside the build (a host behind an intercepting proxy needs its own)."""
+    index_url: str | None = None
+    """A PyPI mirror for pip inside the build."""
+    wheels_dir: Path | None = DEFAULT_WHEELS_DIR
+    """Where prebuilt Horovod wheels are looked for; ``None`` builds Horovod inside the image."""
+
+
+@dataclass(frozen=True)
+class StagedContext:
+    """A staged build context and what went into it."""
+
+    path: Path
+    wheels: list[str] = field(default_factory=list)
+    kit_digest: str = ""
+
+
+def options_script(options: BuildOptions) -> str:
+    """The text of ``options.sh``: exports for the network steps, or only a comment when there are none."""
+    lines = ["# Written by `hpcai build`: options of the steps that reach the network (sourced, never ENV)."]
+    if options.ca_bundle:
+        bundle = f"{IMAGE_OPTIONS_DIR}/{CA_BUNDLE_NAME}"
+        lines += [f"export {name}={bundle}" for name in CA_VARIABLES]
+    if options.index_url:
+        lines.append(f"export PIP_INDEX_URL={shlex.quote(options.index_url)}")
+    return "\n".join(lines) + "\n"
+
+
+def _lock_pins() -> set[str]:
+    """``name==version`` lines of requirements/lock.txt, lower-cased: what the host venv was built from."""
+    lock = KIT_ROOT / "requirements" / "lock.txt"
+    if not lock.is_file():
+        return set()
+    return {line.strip().lower() for line in lock.read_text().splitlines() if "==" in line}
+
+
+def horovod_wheel_reason(site: Site) -> str | None:
+    """Why the kit's Horovod wheels cannot serve this site, or ``None`` when they can.
+
+    The wheels in ``.cache/wheels`` are built by ``scripts/setup-venv.sh`` against the host venv's
+    TensorFlow, which requirements/lock.txt pins. Horovod's extension links against TensorFlow's C++ ABI,
+    so a wheel fits only an image with the same TensorFlow, Python minor, architecture and build options.
+    """
+    stack = site.stack
+    if stack.channel != "pip":
+        return f"the image takes Horovod from the {stack.channel} channel"
+    if stack.horovod_patches:
+        return "the site patches Horovod's sdist"
+    if stack.horovod_gpu_operations != "none":
+        return f"the image builds Horovod with {stack.horovod_gpu_operations} GPU operations"
+    if site.arch != platform.machine():
+        return f"the image is {site.arch} and the wheels are {platform.machine()}"
+    if f"{stack.tensorflow_package}=={stack.tensorflow}".lower() not in _lock_pins():
+        return f"the wheels are built against the lock's TensorFlow, not {stack.tensorflow_package} {stack.tensorflow}"
+    return None
+
+
+def horovod_wheels(site: Site, wheels_dir: Path | None) -> list[Path]:
+    """Prebuilt Horovod wheels in ``wheels_dir`` that fit the site (version, Python tag, arch, TensorFlow)."""
+    if wheels_dir is None or not wheels_dir.is_dir() or horovod_wheel_reason(site) is not None:
+        return []
+    py = "".join(site.stack.python.split(".")[:2])
+    name = f"horovod-{site.stack.horovod}-cp{py}-cp{py}-linux_{site.arch}.whl"
+    return sorted(p for p in wheels_dir.glob(name) if p.is_file())
+
+
+def kit_files(root: Path = KIT_ROOT) -> Iterator[tuple[Path, str]]:
+    """The kit's source files to copy into an image: (source path, path under ``kit/``), sorted."""
+    for name in KIT_FILES:
+        path = root / name
+        if not path.is_file():
+            raise KitError(f"{path}: missing; the image installs the kit from pyproject.toml, README.md, hpcai_tf/")
+        yield path, name
+    package = root / KIT_PACKAGE
+    for path in sorted(package.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not SKIPPED.search(rel):
+            yield path, rel
+
+
+def _copy_kit(dest: Path | None, root: Path) -> str:
+    """Copy the kit's files into ``dest`` (or only hash them); the sha256 over their names and contents."""
+    digest = hashlib.sha256()
+    for src, rel in kit_files(root):
+        data = src.read_bytes()
+        if dest is not None:
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        digest.update(rel.encode() + b"\0" + data + b"\0")
+    return digest.hexdigest()
+
+
+def kit_digest(root: Path = KIT_ROOT) -> str:
+    """sha256 of the kit source an image would get now (the ``org.hpcai.kit-source`` label of a fresh build)."""
+    return _copy_kit(None, root)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final``, replacing what was there."""
+    old = final.with_name(f".{final.name}.old{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def stage_context(site: Site, options: BuildOptions, dest: Path | None = None) -> StagedContext:
+    """Stage the build context of ``site`` at ``dest`` (default ``build/context/<site>``)."""
+    dest = dest or CONTEXT_DIR / site.id
+    if options.ca_bundle and not options.ca_bundle.is_file():
+        raise KitError(f"--ca-bundle: no such file {options.ca_bundle}")
+    patches = patch_files(site)
+    recipe_files = render_site(site)
+    wheels = horovod_wheels(site, options.wheels_dir)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        opts = tmp / "build" / "options"
+        opts.mkdir(parents=True)
+        (opts / "options.sh").write_text(options_script(options))
+        if options.ca_bundle:
+            shutil.copyfile(options.ca_bundle, opts / CA_BUNDLE_NAME)
+        wheel_dir = tmp / "build" / "wheels"
+        wheel_dir.mkdir()
+        for wheel in wheels:
+            shutil.copyfile(wheel, wheel_dir / wheel.name)
+        (tmp / "recipe").mkdir()
+        for name, text in recipe_files.items():
+            (tmp / "recipe" / name).write_text(text)
+        (tmp / "Singularity.def").write_text(recipe_files["Singularity.def"])
+        if patches:
+            (tmp / "patches").mkdir()
+            for patch in patches:
+                shutil.copyfile(patch, tmp / "patches" / patch.name)
+        kit_digest = _copy_kit(tmp / "kit", KIT_ROOT)
+        _replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return StagedContext(path=dest, wheels=[w.name for w in wheels], kit_digest=kit_digest)

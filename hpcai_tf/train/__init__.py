@@ -1,0 +1,7 @@
+"""The training package that runs inside every image: three workloads, data-parallel with Horovod.
+
+Nothing here knows about sites, recipes or launchers on the host side; it reads its configuration from
+``configs/<workload>.toml``, the command line and the environment the launcher set.
+"""
+
+WORKLOADS = ("resnet50", "gw", "des")

@@ -1,0 +1,61 @@
+"""The Keras callback that drives a rank through an epoch: LR per step, step timing, preemption agreement."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from hpcai_tf.train.distributed import Ranks
+from hpcai_tf.train.signals import PreemptionFlag
+
+
+def make_training_control(
+    *, lr_for_step: Callable[[int], float], first_step: int, flag: PreemptionFlag, ranks: Ranks
+):
+    """A callback for one epoch: sets the LR before each step (a function of the step within the epoch),
+    times each step, and after each step asks every rank whether any was asked to stop (a tiny allreduce), so
+    all ranks stop at the same batch boundary."""
+    import tensorflow as tf
+
+    class TrainingControl(tf.keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.step = first_step
+            self.step_times: list[float] = []
+            self.preempted = False
+            self.lr = 0.0
+            self._start = 0.0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.lr = lr_for_step(self.step)
+            tf.keras.backend.set_value(self.model.optimizer.lr, self.lr)
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step_times.append(time.perf_counter() - self._start)
+            self.step += 1
+            if ranks.any(flag.is_set, "hpcai.preempt"):
+                self.preempted = True
+                self.model.stop_training = True
+
+        @property
+        def median_step_time(self) -> float | None:
+            return float(np.median(self.step_times)) if self.step_times else None
+
+    return TrainingControl()
+
+
+def make_progress_bar(total_epochs: int):
+    """Keras's progress bar, showing "Epoch k/total" although each fit() call runs one epoch."""
+    import tensorflow as tf
+
+    class RunProgressBar(tf.keras.callbacks.ProgbarLogger):
+        def __init__(self) -> None:
+            super().__init__(count_mode="steps")
+
+        def set_params(self, params):
+            super().set_params({**params, "epochs": total_epochs})
+
+    return RunProgressBar()

@@ -1,0 +1,1 @@
+"""Data for the three workloads: generators (lalsuite, GalSim, ImageNet conversion), ``tf.data`` readers."""

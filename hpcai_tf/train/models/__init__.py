@@ -1,0 +1,1 @@
+"""Keras models of the three workloads; every layer is named, so checkpoints match variables by name."""

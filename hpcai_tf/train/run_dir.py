@@ -1,0 +1,61 @@
+"""Where a run writes: ``runs/<workload>-<timestamp>`` by default; ``--resume`` without ``--run-dir`` picks
+the newest unfinished run of the workload that has a checkpoint."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from hpcai_tf.errors import KitError
+from hpcai_tf.train.checkpoint import CHECKPOINT_FILE
+from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
+
+RUNS_ROOT = Path("runs")
+
+
+def _finished(run_dir: Path) -> bool:
+    metrics = run_dir / METRICS_FILE
+    if not metrics.exists():
+        return False
+    records = read_records(metrics)
+    return bool(records) and records[-1]["type"] == "final"
+
+
+def latest_unfinished_run(workload: str, root: Path = RUNS_ROOT) -> Path | None:
+    candidates = [
+        path
+        for path in root.glob(f"{workload}-*")
+        if (path / CHECKPOINT_FILE).exists() and not _finished(path)
+    ]
+    return max(candidates, key=lambda p: (p / CHECKPOINT_FILE).stat().st_mtime) if candidates else None
+
+
+def new_run_dir(workload: str, root: Path = RUNS_ROOT) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{workload}-{stamp}"
+    suffix = 2
+    while path.exists():
+        path = root / f"{workload}-{stamp}-{suffix}"
+        suffix += 1
+    return path
+
+
+def choose_run_dir(workload: str, requested: str | None, resume: bool) -> Path:
+    """The run directory (created); a directory that already holds a run needs --resume."""
+    if requested:
+        path = Path(requested)
+    elif resume:
+        path = latest_unfinished_run(workload) or new_run_dir(workload)
+    else:
+        path = new_run_dir(workload)
+    if path.exists() and not path.is_dir():
+        raise KitError(f"--run-dir {path}: exists and is not a directory")
+    if not resume and (path / METRICS_FILE).exists():
+        raise KitError(
+            f"{path}: already holds a run; pass --resume to continue it, or choose another --run-dir"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise KitError(f"--run-dir {path}: cannot create it ({err.strerror})") from None
+    return path.absolute()
