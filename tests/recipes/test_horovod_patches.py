@@ -40,13 +40,13 @@ def test_tf221_site_renders_patched_horovod_build(tf221_catalog: Path):
     site = load_site("local", tf221_catalog)
     horovod = next(s for s in render_steps(site) if s.name == "horovod-pip")
     assert horovod.title == f"Horovod 0.28.1 ({', '.join(PATCHES)})"
-    assert horovod.files == [("build/wheels", "/tmp/hpcai-wheels"), ("patches", "/tmp/hpcai-patches")]
+    assert horovod.files == [("build/wheels", "/opt/hpcai-build/wheels"), ("patches", "/opt/hpcai-build/patches")]
     assert horovod.commands == [
-        ". /tmp/hpcai-build/options.sh",
+        ". /opt/hpcai-build/options/options.sh",
         "pip download --no-cache-dir --no-deps --no-binary=:all: --dest /tmp/horovod horovod==0.28.1",
         "tar -xzf /tmp/horovod/horovod-0.28.1.tar.gz -C /tmp/horovod",
-        f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /tmp/hpcai-patches/{PATCHES[0]}.patch",
-        f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /tmp/hpcai-patches/{PATCHES[1]}.patch",
+        f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /opt/hpcai-build/patches/{PATCHES[0]}.patch",
+        f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /opt/hpcai-build/patches/{PATCHES[1]}.patch",
         "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 "
         'MAKEFLAGS="-j$(nproc)" pip install --no-cache-dir --no-build-isolation /tmp/horovod/horovod-0.28.1',
         "rm -rf /tmp/horovod",
@@ -54,7 +54,7 @@ def test_tf221_site_renders_patched_horovod_build(tf221_catalog: Path):
     python = next(s for s in render_steps(site) if s.name == "python-pip")
     assert python.env["TF_USE_LEGACY_KERAS"] == "1"
     assert python.commands[-1] == "/opt/hpcai/venv/bin/pip install --no-cache-dir --no-deps tf-keras==2.21.0"
-    assert "COPY patches/ /tmp/hpcai-patches/" in render_recipe(site, "docker")
+    assert "COPY patches/ /opt/hpcai-build/patches/" in render_recipe(site, "docker")
 
 
 def test_tf221_without_tf_keras_is_refused(tf221_catalog: Path, hpcai):

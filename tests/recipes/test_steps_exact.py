@@ -41,7 +41,7 @@ def test_cpu_pip_environment():
     step = steps("local")["python-pip"]
     assert step.env == {"PATH": "/opt/hpcai/venv/bin:$PATH", "VIRTUAL_ENV": "/opt/hpcai/venv"}
     assert step.commands == [
-        ". /tmp/hpcai-build/options.sh",
+        ". /opt/hpcai-build/options/options.sh",
         "python3 -c 'import platform, sys; v = platform.python_version(); sys.exit(0 if (v + \".\").startswith(\"3.11.2.\") else \"python \" + v + \" is not the pinned 3.11.2\")'",
         "python3 -m venv /opt/hpcai/venv",
         "/opt/hpcai/venv/bin/pip install --no-cache-dir pip==25.3 setuptools==80.9.0 wheel==0.45.1",
@@ -63,7 +63,7 @@ def test_cuda_libraries_from_nvidia_apt_pinned():
 def test_open_mpi_from_source_with_cuda():
     """bridges-ai: Open MPI 4.0.7 built to meet the host's Open MPI 4.0 (hybrid model), CUDA-aware."""
     assert steps("bridges-ai")["mpi-source"].commands == [
-        ". /tmp/hpcai-build/options.sh",
+        ". /opt/hpcai-build/options/options.sh",
         "mkdir -p /tmp/openmpi",
         "curl -fsSL https://download.open-mpi.org/release/open-mpi/v4.0/openmpi-4.0.7.tar.bz2 | tar -xj -C /tmp/openmpi --strip-components=1",
         "cd /tmp/openmpi",
@@ -79,11 +79,11 @@ def test_open_mpi_from_source_with_cuda():
 def test_horovod_with_nccl_on_a_gpu_image():
     """bridges-ai: NCCL operations, CUDA stubs on the loader path while Horovod links."""
     step = steps("bridges-ai")["horovod-pip"]
-    assert step.files == [("build/wheels", "/tmp/hpcai-wheels")]
+    assert step.files == [("build/wheels", "/opt/hpcai-build/wheels")]
     assert step.commands == [
-        ". /tmp/hpcai-build/options.sh",
+        ". /opt/hpcai-build/options/options.sh",
         "ldconfig /usr/local/cuda/lib64/stubs",
-        "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_GPU_OPERATIONS=NCCL MAKEFLAGS=\"-j$(nproc)\" pip install --no-cache-dir --no-build-isolation --find-links /tmp/hpcai-wheels horovod==0.28.1",
+        "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_GPU_OPERATIONS=NCCL MAKEFLAGS=\"-j$(nproc)\" pip install --no-cache-dir --no-build-isolation --find-links /opt/hpcai-build/wheels horovod==0.28.1",
         "ldconfig",
     ]
 
@@ -115,7 +115,7 @@ LABEL org.opencontainers.image.title="hpcai-summit" \
       org.hpcai.pin.h5py="3.9.0"
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-COPY build/options/ /tmp/hpcai-build/
+COPY build/options/ /opt/hpcai-build/options/
 
 # System packages (rhel 8.8)
 RUN dnf install -y --setopt=install_weak_deps=False bzip2 ca-certificates curl findutils libevent which \
@@ -124,7 +124,7 @@ RUN dnf install -y --setopt=install_weak_deps=False bzip2 ca-certificates curl f
 # Open-CE 1.10.0 conda env: tensorflow 2.13.0, horovod 0.28.0
 ENV PATH=/opt/hpcai/venv/bin:$PATH \
     CONDA_PREFIX=/opt/hpcai/venv
-RUN . /tmp/hpcai-build/options.sh \
+RUN . /opt/hpcai-build/options/options.sh \
  && curl -fsSL -o /tmp/miniforge.sh https://github.com/conda-forge/miniforge/releases/download/24.3.0-0/Miniforge3-24.3.0-0-Linux-ppc64le.sh \
  && bash /tmp/miniforge.sh -b -p /opt/hpcai/conda \
  && rm -f /tmp/miniforge.sh \
@@ -141,6 +141,7 @@ COPY kit/ /opt/hpcai/src/
 ENV HPCAI_SITE=summit \
     HPCAI_PROVENANCE=/opt/hpcai/provenance.json
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/hpcai/src \
+ && rm -rf /opt/hpcai/src/build /opt/hpcai/src/*.egg-info /opt/hpcai-build \
  && cp /opt/hpcai/recipe/provenance.json /opt/hpcai/provenance.json \
  && pip freeze --all > /opt/hpcai/packages.txt \
  && hpcai --version
@@ -170,7 +171,7 @@ SUMMIT_POST = r'''%environment
     # Open-CE 1.10.0 conda env: tensorflow 2.13.0, horovod 0.28.0
     export PATH="/opt/hpcai/venv/bin:$PATH"
     export CONDA_PREFIX="/opt/hpcai/venv"
-    . /tmp/hpcai-build/options.sh
+    . /opt/hpcai-build/options/options.sh
     curl -fsSL -o /tmp/miniforge.sh https://github.com/conda-forge/miniforge/releases/download/24.3.0-0/Miniforge3-24.3.0-0-Linux-ppc64le.sh
     bash /tmp/miniforge.sh -b -p /opt/hpcai/conda
     rm -f /tmp/miniforge.sh
@@ -185,6 +186,7 @@ SUMMIT_POST = r'''%environment
     export HPCAI_SITE="summit"
     export HPCAI_PROVENANCE="/opt/hpcai/provenance.json"
     pip install --no-cache-dir --no-deps --no-build-isolation /opt/hpcai/src
+    rm -rf /opt/hpcai/src/build /opt/hpcai/src/*.egg-info /opt/hpcai-build
     cp /opt/hpcai/recipe/provenance.json /opt/hpcai/provenance.json
     pip freeze --all > /opt/hpcai/packages.txt
     hpcai --version
