@@ -377,6 +377,7 @@ class Trainer:
         if control.preempted and state.step < steps:
             return self._stop(state, path, reason="signal", model=model)
         logs = {key: values[-1] for key, values in history.history.items()}
+        average_non_trainable(model, self.ranks)  # validate the model every rank holds, as it is checkpointed
         if data.validation is not None:
             val = model.evaluate(data.validation(), steps=data.validation_steps, verbose=0, return_dict=True)
             logs.update({f"val_{k}": v for k, v in self._average(val, "hpcai.val").items()})
