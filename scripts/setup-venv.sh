@@ -20,7 +20,11 @@ fi
 
 python="${PYTHON:-python3}"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-pip=("$venv/bin/python" -m pip --quiet --disable-pip-version-check)
+pip_quiet() {  # pip, without the warnings some machines' pip.conf adds for find-links paths that do not exist
+  "$venv/bin/python" -m pip --quiet --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+pip=(pip_quiet)
 "${pip[@]}" install --upgrade -r requirements/bootstrap.txt
 "${pip[@]}" install -r "$lock"
 

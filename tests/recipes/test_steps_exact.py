@@ -129,6 +129,7 @@ RUN . /opt/hpcai-build/options/options.sh \
  && bash /tmp/miniforge.sh -b -p /opt/hpcai/conda \
  && rm -f /tmp/miniforge.sh \
  && /opt/hpcai/conda/bin/conda create --yes --prefix /opt/hpcai/venv --override-channels --channel https://ftp.osuosl.org/pub/open-ce/1.10.0/ --channel conda-forge python=3.10 tensorflow=2.13.0 horovod=0.28.0 cudatoolkit=11.8.0 cudnn=8.9.2 nccl=2.18.3 openmpi=4.1.5 numpy=1.23.5 mpi4py=3.1.4 h5py=3.9.0 \
+ && /opt/hpcai/venv/bin/pip install --no-cache-dir tomli==2.2.1 \
  && /opt/hpcai/conda/bin/conda clean --all --yes
 
 # Check the pinned stack
@@ -176,6 +177,7 @@ SUMMIT_POST = r'''%environment
     bash /tmp/miniforge.sh -b -p /opt/hpcai/conda
     rm -f /tmp/miniforge.sh
     /opt/hpcai/conda/bin/conda create --yes --prefix /opt/hpcai/venv --override-channels --channel https://ftp.osuosl.org/pub/open-ce/1.10.0/ --channel conda-forge python=3.10 tensorflow=2.13.0 horovod=0.28.0 cudatoolkit=11.8.0 cudnn=8.9.2 nccl=2.18.3 openmpi=4.1.5 numpy=1.23.5 mpi4py=3.1.4 h5py=3.9.0
+    /opt/hpcai/venv/bin/pip install --no-cache-dir tomli==2.2.1
     /opt/hpcai/conda/bin/conda clean --all --yes
 
     # Check the pinned stack
