@@ -5,7 +5,7 @@ VENV := .venv
 HPCAI := $(VENV)/bin/hpcai
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test lint recipes docs image base-image bench clean
+.PHONY: help setup demo test test-singularity lint recipes docs image base-image bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,6 +19,10 @@ demo: setup ## the main job on the local site
 
 test: setup ## run the whole test suite
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-singularity: setup ## Apptainer for real: harness, SIF of the local image, hybrid-MPI runs (slow)
+	scripts/apptainer-harness.sh prepare
+	HPCAI_TEST_SINGULARITY=1 $(VENV)/bin/pytest tests/singularity $(PYTEST_ARGS)
 
 lint: setup ## ruff over the package, tests and bench
 	$(VENV)/bin/ruff check hpcai_tf tests bench
