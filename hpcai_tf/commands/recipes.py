@@ -97,9 +97,8 @@ def _extend(args: argparse.Namespace) -> int:
 def _docs(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_catalog
     from hpcai_tf.recipes import write_atomic
-    from hpcai_tf.stack_table import catalog_reference, stack_page
-
     from hpcai_tf.site_docs import site_page
+    from hpcai_tf.stack_table import catalog_reference, stack_page
 
     sites = load_catalog()
     pages = {"stack.md": stack_page(sites), "catalog.md": catalog_reference()}
