@@ -32,9 +32,11 @@ recipes: setup ## render recipes/<site>/ and docs/stack.md from the catalog
 	$(HPCAI) docs
 
 image: setup ## build the image of SITE (default local) with RUNTIME (docker|singularity)
+	@scripts/dockerd.sh start >/dev/null
 	$(HPCAI) build --site $(SITE) --runtime $(RUNTIME)
 
 base-image: setup ## make the local base image with debootstrap (cached by name)
+	@scripts/dockerd.sh start >/dev/null
 	$(HPCAI) base --site $(SITE)
 
 bench: setup ## run the benchmarks in bench/ and print their ratios
@@ -42,4 +44,5 @@ bench: setup ## run the benchmarks in bench/ and print their ratios
 
 clean: ## remove what the kit created: images, build caches, temp roots, .venv
 	-@[ -x $(HPCAI) ] && $(HPCAI) clean
+	-@scripts/dockerd.sh stop
 	rm -rf $(VENV) .cache build runs derived .pytest_cache .ruff_cache

@@ -33,12 +33,15 @@ ROOTS_DIR = KIT_ROOT / "build" / "roots"
 
 
 def base_image_changes(site: Site) -> list[str]:
-    """Dockerfile instructions ``docker import`` applies to the root: labels and a shell as command."""
+    """Dockerfile instructions ``docker import`` applies to the root: ``org.hpcai.base*`` labels, a shell.
+
+    No generic OCI labels (title, version): an image built FROM the base sets its own, and Apptainer keeps a
+    base's label over the definition file's ``%labels`` when both name the same key.
+    """
     base = site.base
     return [
         f'LABEL {BASE_LABEL}="{base.suite}-minbase" {BASE_LABEL}.mirror="{base.mirror}" '
-        f'org.opencontainers.image.title="{base.ref}" org.opencontainers.image.version="{base.suite}" '
-        f'org.hpcai.kit-version="{__version__}"',
+        f'{BASE_LABEL}.ref="{base.ref}" {BASE_LABEL}.made-by="hpcai {__version__}"',
         'CMD ["/bin/bash"]',
     ]
 

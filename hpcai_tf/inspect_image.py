@@ -2,8 +2,7 @@
 
 Every site image holds its rendered recipe under ``/opt/hpcai/recipe/`` (Dockerfile, Singularity.def,
 provenance.json) and its pins as ``org.hpcai.pin.*`` labels. A Docker image is read without running it
-(``docker create`` and a copy of the directory); a SIF through ``apptainer inspect`` and ``exec cat``
-(not exercised on the kit's machine: no Apptainer there).
+(``docker create`` and a copy of the directory); a SIF through ``apptainer inspect`` and ``exec cat``.
 """
 
 from __future__ import annotations

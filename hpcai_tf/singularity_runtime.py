@@ -5,9 +5,10 @@ link), so the client here is told which executable to run. Builds stream through
 ``stream_command`` with stderr merged into stdout: ``Client.build(stream=True)`` reads only stdout and
 would block once Apptainer's log filled the stderr pipe.
 
-Neither runtime is installed on the kit's development machine (issue #7 adds a harness that installs
-Apptainer in a sid chroot), so this module's build and exec paths have not run here; the error for a
-missing runtime has.
+Neither runtime is installed on the kit's development machine. These paths ran there through the harness of
+issue #7 (``scripts/apptainer-harness.sh``: Apptainer 1.4.5 in a Debian sid root, builds as ``--fakeroot``):
+the SIF build from ``docker-daemon://``, from ``docker-archive://`` and from the staged ``Singularity.def``
+(its ``%test`` included), ``exec`` (``hpcai verify --runtime singularity``) and ``inspect``.
 """
 
 from __future__ import annotations

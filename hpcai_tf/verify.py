@@ -210,7 +210,7 @@ class DockerRunner:
 
 
 class SifRunner:
-    """Runs one command per ``apptainer exec`` of a SIF; spython takes no timeout (not run here: no Apptainer)."""
+    """Runs one command per ``apptainer exec`` of a SIF (spython takes no timeout)."""
 
     def __init__(self, executable: str, sif: Path, env: dict[str, str], gpu_flag: str):
         self.executable, self.sif, self.env, self.gpu_flag = executable, sif, env, gpu_flag
