@@ -7,7 +7,9 @@ stage the build context (:mod:`hpcai_tf.build_context`), then build through the 
 
 The Singularity path (:func:`build_site_sif`): from the Docker daemon (``docker-daemon://TAG``) when the
 site's Docker image exists, else from a ``docker-archive`` that ``hpcai export`` wrote (the OLCF route:
-build with an OCI engine, then convert), else from the staged ``Singularity.def``.
+build with an OCI engine, then convert), else from the staged ``Singularity.def``. A conversion builds a small
+definition file (:func:`conversion_definition`) that bootstraps from the Docker image and keeps the recipe's
+``%help``, ``%test`` and ``%runscript``, so the SIF runs its ``%test`` at the end of the build as a .def build does.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.paths import KIT_ROOT
-from hpcai_tf.recipes import image_tag, recipe_digest, sif_name
+from hpcai_tf.recipes import image_tag, recipe_digest, render_recipe, sif_name, write_atomic
 
 if TYPE_CHECKING:
     from hpcai_tf.build_context import BuildOptions
@@ -37,6 +39,10 @@ KIT_SOURCE_LABEL = "org.hpcai.kit-source"
 RECIPE_LABEL = "org.hpcai.recipe-dir"
 """Build-time label of images built from a recipe directory (``hpcai build --recipe DIR``)."""
 DOCKER_ARCH = {"x86_64": "amd64", "ppc64le": "ppc64le", "aarch64": "arm64"}
+CONVERSION_SECTIONS = ("help", "test", "runscript")
+"""Sections of the rendered Singularity.def that a conversion keeps (the Docker image has the labels, env, files)."""
+CONVERSION_DEF = "convert.def"
+"""The conversion's definition file, written into ``build/context/<site>/``."""
 NAME = re.compile(r"[^a-z0-9_.-]+")
 
 
@@ -174,6 +180,19 @@ def sif_source(site: Site, out: Callable[[str], None] = print) -> str:
     return "Singularity.def"
 
 
+def conversion_definition(site: Site, source: str) -> str:
+    """The definition file that converts ``source`` (``docker-daemon://TAG`` or ``docker-archive://TAR``) into
+    the site's SIF, with the rendered recipe's :data:`CONVERSION_SECTIONS`."""
+    bootstrap, _, ref = source.partition("://")
+    text = render_recipe(site, "singularity")
+    sections = dict(re.findall(r"(?ms)^%(\w+)[ \t]*\n(.*?)(?=^%\w+[ \t]*\n|\Z)", text))
+    lines = [f"Bootstrap: {bootstrap}", f"From: {ref}", ""]
+    for name in CONVERSION_SECTIONS:
+        if name in sections:
+            lines += [f"%{name}", sections[name].rstrip(), ""]
+    return "\n".join(lines)
+
+
 def build_site_sif(site: Site, options: BuildOptions, out: Callable[[str], None] = print) -> SiteBuild:
     """Build the site's SIF with Apptainer/Singularity; a one-line error when neither is installed."""
     import time
@@ -189,6 +208,9 @@ def build_site_sif(site: Site, options: BuildOptions, out: Callable[[str], None]
     if source == "Singularity.def":
         cwd = stage_context(site, options).path
     cwd.mkdir(parents=True, exist_ok=True)
+    if source != "Singularity.def":
+        write_atomic(cwd / CONVERSION_DEF, conversion_definition(site, source))
+        source = CONVERSION_DEF  # its %test runs at the end of the build
     start = time.monotonic()
     build_sif(executable, sif_path(site), source, cwd)
     path = sif_path(site)

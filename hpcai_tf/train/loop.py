@@ -33,7 +33,7 @@ from hpcai_tf.train.distributed import AgreedError, Ranks, hostname, init_horovo
 from hpcai_tf.train.launcher_env import detect_launcher
 from hpcai_tf.train.metrics_log import MetricsLog
 from hpcai_tf.train.provenance import now_iso, provenance_record
-from hpcai_tf.train.run_dir import choose_run_dir
+from hpcai_tf.train.run_dir import choose_run_dir, hold_run_dir
 from hpcai_tf.train.schedules import lr_at_epoch
 from hpcai_tf.train.signals import EXIT_PREEMPTED, PreemptionFlag
 from hpcai_tf.train.workloads import get_workload
@@ -239,9 +239,12 @@ class Trainer:
         import tensorflow as tf
 
         ranks, config, options = self.ranks, self.config, self.options
-        run_dir: Path = ranks.on_root(
-            lambda: choose_run_dir(options.workload, options.run_dir, options.resume), "hpcai.run_dir"
-        )
+        def choose_and_hold() -> Path:
+            path = choose_run_dir(options.workload, options.run_dir, options.resume)
+            hold_run_dir(path)
+            return path
+
+        run_dir: Path = ranks.on_root(choose_and_hold, "hpcai.run_dir")
         checkpoint_path = run_dir / CHECKPOINT_FILE
         saved_state, checkpoint = self._load_resume_point(checkpoint_path) if options.resume else (None, None)
         if saved_state and saved_state["finished"]:

@@ -3,6 +3,9 @@ the newest unfinished run of the workload that has a checkpoint."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -59,3 +62,27 @@ def choose_run_dir(workload: str, requested: str | None, resume: bool) -> Path:
     except OSError as err:
         raise KitError(f"--run-dir {path}: cannot create it ({err.strerror})") from None
     return path.absolute()
+
+
+LOCK_FILE = ".hpcai-rank0.lock"
+
+
+def hold_run_dir(path: Path) -> int:
+    """Lock ``path`` for this process (rank 0) until it exits; a second rank 0 there is a one-line error.
+
+    Two rank-0 processes in one run directory mean the launcher's variables did not reach the tasks (e.g.
+    ``apptainer exec --cleanenv`` strips OMPI_*/PMIX_*), so each task started as a lone 1-rank job.
+    """
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise KitError(
+            f"{path}: in use by {holder}; two rank-0 processes in one run directory: the launcher's variables "
+            "did not reach this task (e.g. `apptainer exec --cleanenv`), so each task started as a lone rank 0"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"hpcai train pid {os.getpid()} on {socket.gethostname()}".encode())
+    return fd  # left open: the lock lasts as long as the process

@@ -45,3 +45,21 @@ def test_default_run_dir_is_per_workload_and_time(tmp_path, monkeypatch):
     second = choose_run_dir("gw", None, resume=False)
     assert first.parent == second.parent == (tmp_path / "runs")
     assert first.name.startswith("gw-") and first != second
+
+
+def test_a_second_rank0_in_one_run_dir_is_a_one_line_error(tmp_path):
+    """Two lone rank-0 processes (launcher variables stripped) cannot share a run directory."""
+    import os
+
+    import pytest
+
+    from hpcai_tf.errors import KitError
+    from hpcai_tf.train.run_dir import hold_run_dir
+
+    fd = hold_run_dir(tmp_path)
+    try:
+        with pytest.raises(KitError, match="two rank-0 processes in one run directory"):
+            hold_run_dir(tmp_path)
+    finally:
+        os.close(fd)
+    os.close(hold_run_dir(tmp_path))  # free again once the holder is gone
