@@ -6,8 +6,8 @@
   with mpirun (the site's launcher) and with ``srun --mpi=pmix`` (Slurm's PMIx server, as on HAL).
 - A launcher the image's Open MPI cannot talk to (MPICH's Hydra) gives the one-line "N rank-0 processes" error
   on every rank instead of N independent trainings.
-- Apptainer's ``--cleanenv`` strips the launcher's variables: each rank is a lone rank 0 again, and the kit must
-  still say so in one line (expected to fail until the training package detects it; see the xfail reason).
+- Apptainer's ``--cleanenv`` strips the launcher's variables: each rank is a lone rank 0 again, with nothing to
+  compare; the second rank 0 to lock the run directory says so in one line and the job ends.
 """
 
 from __future__ import annotations
@@ -114,23 +114,20 @@ def test_mismatched_launcher_is_one_line_error(harness, local_sif, sh, tmp_path)
 
 
 def test_stripped_environment_is_one_line_error(harness, local_sif, sh, tmp_path):
-    """`apptainer exec --cleanenv` under mpirun -np 2: each rank is a lone rank 0; wanted: a one-line error.
+    """`apptainer exec --cleanenv` under mpirun -np 2: two lone rank-0 processes; the second stops in one line.
 
-    --cleanenv hides OMPI_*/PMIX_* from the ranks, so the launcher check cannot fire. Until the training package
-    detects a second rank 0 in the same run directory, the known outcome (a rank trains alone, "on 1 rank(s)",
-    beside another) is reported as xfail; any other outcome fails.
+    --cleanenv hides OMPI_*/PMIX_* from the ranks, so the launcher check cannot fire; rank 0's lock on the run
+    directory does: the second rank 0 fails on it, and mpirun ends the job before anything completes.
     """
     run_dir = tmp_path / "gw"
     argv = [*host_mpirun(2), "apptainer", "exec", "--cleanenv", local_sif.path,
             "hpcai", "train", "gw", "--smoke", "--run-dir", run_dir]
     result = sh(argv, env=site_env(harness), cwd=tmp_path, timeout=600)
     output = result.stdout + result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("hpcai: error:")]
-    if "hpcai: gw on 1 rank(s)" in output and not errors:
-        pytest.xfail(
-            "apptainer --cleanenv: two lone rank-0 processes share one run directory and train side by side (or "
-            "crash on each other's files) with no one-line error; requested of the training package"
-        )
+    errors = [line for line in output.splitlines() if line.startswith("hpcai: error:")]
     assert result.returncode != 0
     assert "Traceback" not in output, output[-3000:]
-    assert errors and all("rank 0" in line or "rank-0" in line for line in errors), output[-3000:]
+    assert len(errors) == 1, output[-3000:]
+    assert f"{run_dir}: in use by hpcai train pid " in errors[0] and "two rank-0 processes" in errors[0], errors
+    records = read_records(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+    assert not [r for r in records if r["type"] == "final"], "a lone rank 0 trained to the end"
