@@ -40,6 +40,8 @@ PREEMPTED_STATUS = 75
 """Exit status of a preempted ``hpcai train`` (EX_TEMPFAIL): the job requeues on it."""
 DEFAULT_SIGNAL_LEAD = 300
 """Seconds before the time limit at which the scheduler asks the job to checkpoint."""
+HOST_SITE_VARIABLE = "HPCAI_SITE"
+"""Names the site in a run's provenance; an image sets it itself, a job on the host exports it."""
 SET_BY_SCRIPT = ("--run-dir", "--resume", "--ranks")
 """``hpcai train`` flags the job script sets itself, refused among the extra train arguments."""
 
@@ -209,18 +211,26 @@ def bind_model_exports(site: Site, runtime: str) -> list[str]:
     return [f'{runtime.upper()}ENV_{name}="{expand_at_run_time(value)}"' for name, value in site.mpi.host_env.items()]
 
 
+def host_site_export(site: Site, runtime: str) -> list[str]:
+    """On the host (no image to say so), ``HPCAI_SITE`` names the site in each run's provenance."""
+    return [f"{HOST_SITE_VARIABLE}={site.id}"] if runtime == "none" else []
+
+
 def expand_at_run_time(value: str) -> str:
     """A catalog value for double quotes: ``$NAME`` becomes ``${NAME}``, expanded by the job's shell."""
     return re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", r"${\1}", value)
 
 
-def launcher_lines(request: LaunchRequest, launcher: str, node: NodeType, ranks_per_node: int, cpus: int) -> list[str]:
+def launcher_lines(
+    request: LaunchRequest, launcher: str, runtime: str, node: NodeType, ranks_per_node: int, cpus: int
+) -> list[str]:
     """The launcher's part of the command, one line per group of flags."""
     site = request.site
     if launcher == "mpirun":
         lines = [f"mpirun -np {request.nodes * ranks_per_node} -bind-to none -map-by slot"]
-        if site.env:
-            lines.append(" ".join(f"-x {name}" for name in site.env))
+        names = [*site.env, *([HOST_SITE_VARIABLE] if runtime == "none" else [])]
+        if names:
+            lines.append(" ".join(f"-x {name}" for name in names))
         return lines
     if launcher == "srun":
         return [f"srun --mpi={site.mpi.pmi} --ntasks-per-node={ranks_per_node} --cpus-per-task={cpus}"]
@@ -314,7 +324,7 @@ def plan_job(request: LaunchRequest) -> JobScript:
     runtime = request.runtime or site.runtime.command
     cpus_per_task = node.hardware_threads // ranks_per_node
     command = [
-        *launcher_lines(request, launcher, node, ranks_per_node, cpus_per_task),
+        *launcher_lines(request, launcher, runtime, node, ranks_per_node, cpus_per_task),
         *container_and_train_lines(request, runtime),
     ]
     where = "on the host" if runtime == "none" else f"in {runtime}"
@@ -340,7 +350,8 @@ def plan_job(request: LaunchRequest) -> JobScript:
         job_id="${" + SCHEDULER_VARIABLES[scheduler.kind]["job_id"] + "}",
         modules=list(site.runtime.modules),
         exports=[f"{name}={shlex.quote(value)}" for name, value in site.env.items()]
-        + bind_model_exports(site, runtime),
+        + bind_model_exports(site, runtime)
+        + host_site_export(site, runtime),
         command=" \\\n  ".join(command),
     )
 

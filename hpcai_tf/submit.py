@@ -33,8 +33,14 @@ def submit_command(site: Site, script: Path | None) -> tuple[list[str], bool]:
     return [submit, str(script)], False
 
 
-def submit_job_script(site: Site, text: str, script: Path | None = None, env: Mapping[str, str] | None = None) -> str:
-    """Submit the job script (the file ``script`` when given, else ``text`` on stdin); return the job id."""
+def submit_job_script(
+    site: Site,
+    text: str,
+    script: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> str:
+    """Submit the job script (the file ``script`` when given, else ``text`` on stdin) from ``cwd``; return its id."""
     argv, on_stdin = submit_command(site, script)
     result = subprocess.run(
         argv,
@@ -42,6 +48,7 @@ def submit_job_script(site: Site, text: str, script: Path | None = None, env: Ma
         capture_output=True,
         text=True,
         env=dict(env) if env is not None else None,
+        cwd=cwd,
         check=False,
     )
     if result.returncode != 0:

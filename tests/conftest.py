@@ -1,4 +1,4 @@
-"""Shared test helpers: run the ``hpcai`` CLI as a user would, in a subprocess."""
+"""Shared test helpers: run the ``hpcai`` CLI as a user would, in a subprocess; the one-node Slurm cluster."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from slurm_testing import slurm_cluster  # noqa: F401  (the session's one Slurm cluster, for every directory)
 
 REPO = Path(__file__).resolve().parent.parent
 HPCAI = [sys.executable, "-m", "hpcai_tf"]

@@ -27,40 +27,72 @@ def register(sub: argparse._SubParsersAction) -> None:
     launch.add_argument(
         "--ranks-per-node", metavar="R", help="ranks per node (default: the node's GPUs; on CPU nodes its cores)"
     )
-    launch.add_argument("--node-type", metavar="T", help="node type from the site's catalog (default: the site's)")
-    launch.add_argument(
-        "--runtime",
-        metavar="{singularity,apptainer,none}",
-        help="container runtime (default: the site's); 'none' runs this environment's hpcai on the host",
-    )
-    launch.add_argument("--time", metavar="H:MM", help="wall time (default: the site's scheduler.default_time)")
-    launch.add_argument("--account", metavar="A", help="account or project charged (required on some sites)")
-    launch.add_argument("--image", metavar="PATH", help="image file (default: the site's hpcai-<site>-<digest>.sif)")
     launch.add_argument(
         "--run-root",
         metavar="DIR",
         help="runs go to DIR/runs/<workload>-<jobid> (default: the directory the job is submitted from)",
     )
-    launch.add_argument(
+    add_job_options(launch)
+    launch.add_argument("--out", type=Path, metavar="FILE", help="write the script here (default: standard output)")
+    launch.add_argument("--submit", action="store_true", help="submit the script and print the job id")
+    launch.set_defaults(func=_launch, passthrough_to="hpcai train")
+
+
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a job script that ``hpcai launch`` and ``hpcai scale --submit`` share."""
+    parser.add_argument("--node-type", metavar="T", help="node type from the site's catalog (default: the site's)")
+    parser.add_argument(
+        "--runtime",
+        metavar="{singularity,apptainer,none}",
+        help="container runtime (default: the site's); 'none' runs this environment's hpcai on the host",
+    )
+    parser.add_argument("--time", metavar="H:MM", help="wall time (default: the site's scheduler.default_time)")
+    parser.add_argument("--account", metavar="A", help="account or project charged (required on some sites)")
+    parser.add_argument("--image", metavar="PATH", help="image file (default: the site's hpcai-<site>-<digest>.sif)")
+    parser.add_argument(
         "--launcher", metavar="{mpirun,srun,jsrun}", help="how ranks start (default: the site's scheduler.launcher)"
     )
-    launch.add_argument(
+    parser.add_argument(
         "--jsrun-layout",
         metavar="{gpu,node}",
         help="jsrun only: one resource set per GPU (default) or one per node holding all its GPUs",
     )
-    launch.add_argument(
+    parser.add_argument(
         "--cuda-aware-mpi", action="store_true", help="jsrun only: CUDA-aware Spectrum MPI (--smpiargs=-gpu)"
     )
-    launch.add_argument(
+    parser.add_argument(
         "--signal-lead",
         default="300",
         metavar="SECONDS",
         help="ask the job to checkpoint this long before its time limit (default: 300)",
     )
-    launch.add_argument("--out", type=Path, metavar="FILE", help="write the script here (default: standard output)")
-    launch.add_argument("--submit", action="store_true", help="submit the script and print the job id")
-    launch.set_defaults(func=_launch, passthrough_to="hpcai train")
+
+
+def launch_request(args: argparse.Namespace, nodes: int, ranks_per_node: int | None, run_root: str | None):
+    """The :class:`LaunchRequest` of the parsed job options (see :func:`add_job_options`)."""
+    from hpcai_tf.catalog import load_site
+    from hpcai_tf.jsrun import LAYOUTS
+    from hpcai_tf.launch import LaunchRequest
+
+    if args.jsrun_layout is not None and args.jsrun_layout not in LAYOUTS:
+        raise KitError(f"--jsrun-layout: expected one of {', '.join(LAYOUTS)}, got {args.jsrun_layout!r}")
+    return LaunchRequest(
+        workload=args.workload,
+        site=load_site(args.site),
+        nodes=nodes,
+        ranks_per_node=ranks_per_node,
+        node_type=args.node_type,
+        runtime=args.runtime,
+        time=args.time,
+        account=args.account,
+        image=args.image,
+        run_root=run_root,
+        launcher=args.launcher,
+        jsrun_layout=args.jsrun_layout,
+        cuda_aware_mpi=args.cuda_aware_mpi,
+        signal_lead=_count(args.signal_lead, "--signal-lead"),  # type: ignore[arg-type]
+        train_args=tuple(args.passthrough),
+    )
 
 
 def _count(value: str | None, flag: str) -> int | None:
@@ -73,32 +105,17 @@ def _count(value: str | None, flag: str) -> int | None:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from hpcai_tf.catalog import load_site
-    from hpcai_tf.jsrun import LAYOUTS
-    from hpcai_tf.launch import LaunchRequest, render_job_script
+    from hpcai_tf.launch import render_job_script
     from hpcai_tf.recipes import write_atomic
     from hpcai_tf.submit import submit_job_script
 
-    if args.jsrun_layout is not None and args.jsrun_layout not in LAYOUTS:
-        raise KitError(f"--jsrun-layout: expected one of {', '.join(LAYOUTS)}, got {args.jsrun_layout!r}")
-    site = load_site(args.site)
-    request = LaunchRequest(
-        workload=args.workload,
-        site=site,
+    request = launch_request(
+        args,
         nodes=_count(args.nodes, "--nodes"),  # type: ignore[arg-type]
         ranks_per_node=_count(args.ranks_per_node, "--ranks-per-node"),
-        node_type=args.node_type,
-        runtime=args.runtime,
-        time=args.time,
-        account=args.account,
-        image=args.image,
         run_root=args.run_root,
-        launcher=args.launcher,
-        jsrun_layout=args.jsrun_layout,
-        cuda_aware_mpi=args.cuda_aware_mpi,
-        signal_lead=_count(args.signal_lead, "--signal-lead"),  # type: ignore[arg-type]
-        train_args=tuple(args.passthrough),
     )
+    site = request.site
     text = render_job_script(request)
     if args.out:
         if args.out.is_dir():

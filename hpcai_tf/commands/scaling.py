@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hpcai_tf.commands.launch import add_job_options, launch_request
 from hpcai_tf.errors import KitError
+
+JOB_ONLY = ("node_type", "runtime", "time", "account", "image", "launcher", "jsrun_layout", "cuda_aware_mpi", "no_wait")
+"""``hpcai scale`` options that only mean something for batch jobs."""
 
 
 def _counts(text: str) -> list[int]:
@@ -25,13 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     scale = sub.add_parser(
         "scale",
         help="train a workload at several rank counts and report its scaling",
-        description="Run `hpcai train WORKLOAD --ranks N` for each N (mpirun on this machine), then write the "
+        description="Run `hpcai train WORKLOAD --ranks N` for each N (mpirun on this machine), or with --site S "
+        "--submit one `hpcai launch` job per N on the site's scheduler (waiting for them all), then write the "
         "scaling report of the runs. Arguments after `--` go to `hpcai train`.",
-        usage="hpcai scale WORKLOAD --ranks N,N... [--out DIR] [-- TRAIN_ARGS ...]",
+        usage="hpcai scale WORKLOAD --ranks N,N... [--out DIR] [--site S --submit [JOB OPTIONS]] [-- TRAIN_ARGS ...]",
     )
     scale.add_argument("workload", help="resnet50, gw or des")
     scale.add_argument("--ranks", type=_counts, required=True, help="rank counts, e.g. 1,2")
     scale.add_argument("--out", type=Path, default=Path("runs/scale"), help="directory for runs and report")
+    jobs = scale.add_argument_group("batch jobs (with --site S --submit)")
+    jobs.add_argument("--site", help="site id from the catalog whose scheduler runs the jobs")
+    jobs.add_argument("--submit", action="store_true", help="submit one job per rank count, wait, then report")
+    jobs.add_argument("--poll", type=float, default=10.0, metavar="SECONDS", help="how often to read job states")
+    jobs.add_argument("--no-wait", action="store_true", help="submit and stop; run `hpcai report` later")
+    add_job_options(jobs)
     scale.set_defaults(func=_scale, passthrough_to="hpcai train")
 
     report = sub.add_parser(
@@ -85,6 +96,41 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _scale(args: argparse.Namespace) -> int:
     from hpcai_tf.report import markdown_table, read_runs, scaling_rows
 
+    if args.submit or args.site:
+        run_dirs = _scale_jobs(args)
+        if run_dirs is None:
+            return 0
+    else:
+        given = [name for name in JOB_ONLY if getattr(args, name) not in (None, False)]
+        if given:
+            raise KitError(f"--{given[0].replace('_', '-')}: only for batch jobs (--site S --submit)")
+        run_dirs = _scale_here(args)
+    rows = scaling_rows(read_runs(run_dirs))
+    _write_report(rows, args.out, f"{args.workload}: measured scaling", "report")
+    print(markdown_table(rows), end="")
+    return 0
+
+
+def _scale_jobs(args: argparse.Namespace) -> list[Path] | None:
+    """Submit one job per rank count; the run directories once all have ended (None with --no-wait)."""
+    from hpcai_tf.scale_jobs import submit_scale_jobs, wait_and_check
+
+    if not (args.submit and args.site):
+        raise KitError("--site and --submit: give both to run the counts as batch jobs (neither: mpirun here)")
+    if args.poll <= 0:
+        raise KitError(f"--poll: expected a positive number of seconds, got {args.poll}")
+    base = launch_request(args, nodes=1, ranks_per_node=None, run_root=None)
+    jobs = submit_scale_jobs(base, args.ranks, args.out)
+    for job in jobs:
+        print(f"hpcai scale: {job.ranks} rank(s) on {job.nodes} node(s): job {job.job_id} -> {job.run_dir}", flush=True)
+    if args.no_wait:
+        print(f"hpcai scale: not waiting; when the jobs have ended: hpcai report {args.out}/runs/* --out {args.out}")
+        return None
+    return wait_and_check(base.site, jobs, args.poll)
+
+
+def _scale_here(args: argparse.Namespace) -> list[Path]:
+    """``hpcai train --ranks N`` with mpirun on this machine, one count after another."""
     run_dirs = []
     for ranks in args.ranks:
         run_dir = args.out / f"{args.workload}-{ranks}ranks"
@@ -94,10 +140,7 @@ def _scale(args: argparse.Namespace) -> int:
         if subprocess.run(command, check=False).returncode != 0:
             raise KitError(f"scale: the {ranks}-rank run failed; see {run_dir}")
         run_dirs.append(run_dir)
-    rows = scaling_rows(read_runs(run_dirs))
-    _write_report(rows, args.out, f"{args.workload}: measured scaling", "report")
-    print(markdown_table(rows), end="")
-    return 0
+    return run_dirs
 
 
 def _write_report(rows, out: Path | None, title: str, stem: str, workers: str = "workers") -> None:

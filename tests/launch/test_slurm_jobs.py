@@ -1,4 +1,4 @@
-"""The local site's job script, run for real: a one-node Slurm 22.05 on localhost (conftest.py), Open MPI 4.1.
+"""The local site's job script, run for real: a one-node Slurm 22.05 on localhost (tests/slurm_testing.py), Open MPI 4.1.
 
 - The smoke training of AI-GW in 2 MPI ranks ends COMPLETED with its metrics.
 - Preemption: USR1 to the batch shell (as ``--signal=B:USR1@N`` would send it before the time limit) makes the

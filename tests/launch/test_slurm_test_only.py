@@ -1,6 +1,6 @@
 """The HAL and Bridges-AI scripts, checked by a real slurmctld (``sbatch --test-only``) against their catalog shape.
 
-The test cluster (conftest.py) carries each Slurm GPU site's partitions and node types as powered-down cloud
+The test cluster (tests/slurm_testing.py) carries each Slurm GPU site's partitions and node types as powered-down cloud
 nodes with the catalog's threads and GPU generic resources. ``--test-only`` makes slurmctld parse every
 ``#SBATCH`` line and find when and where the job would start; nothing runs. This checks the directives against
 the catalog's description of the sites, as Slurm 22.05 reads them, not against the sites themselves.

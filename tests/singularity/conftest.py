@@ -8,7 +8,6 @@ SIF are made when missing or stale, and a failure to make any of them fails the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -185,19 +184,3 @@ def local_sif(harness: Harness, request: pytest.FixtureRequest) -> LocalSif:
     assert built.returncode == 0, f"hpcai build --runtime singularity failed:\n{built.stdout[-4000:]}{built.stderr}"
     print(f"\nbuilt {path.name} in {seconds:.0f} s")
     return LocalSif(path=path, docker_tag=tag, build_output=built.stdout, build_seconds=seconds)
-
-
-def _launch_conftest():
-    """tests/launch/conftest.py (the launchers' one-node Slurm fixture), as pytest loaded it or loaded here."""
-    path = REPO / "tests" / "launch" / "conftest.py"
-    for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) == str(path):
-            return module
-    spec = importlib.util.spec_from_file_location("hpcai_tests_launch_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-slurm_cluster = _launch_conftest().slurm_cluster

@@ -25,6 +25,7 @@ echo "hpcai: job ${SLURM_JOB_ID} starts on $(hostname) at $(date -u +%Y-%m-%dT%H
 export OMPI_MCA_mpi_yield_when_idle=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 export HOROVOD_CYCLE_TIME=1
+export HPCAI_SITE=local
 
 # Preemption: the scheduler sends USR1 to this shell before the time limit (TERM when it stops the job); the
 # shell passes it on to the launcher as USR1, every rank checkpoints at the next batch boundary and exits
@@ -46,7 +47,7 @@ trap 'preempt USR1' USR1
 trap 'preempt TERM' TERM
 
 mpirun -np 2 -bind-to none -map-by slot \
-  -x OMPI_MCA_mpi_yield_when_idle -x OMPI_MCA_btl_vader_single_copy_mechanism -x HOROVOD_CYCLE_TIME \
+  -x OMPI_MCA_mpi_yield_when_idle -x OMPI_MCA_btl_vader_single_copy_mechanism -x HOROVOD_CYCLE_TIME -x HPCAI_SITE \
   /opt/hpcai/venv/bin/hpcai train gw --run-dir "$run_dir" --resume --smoke &
 launcher_pid=$!
 # A trapped signal interrupts `wait` (status > 128) while the launcher runs on: then wait again.

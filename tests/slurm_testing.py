@@ -1,4 +1,6 @@
-"""A real one-node Slurm 22.05 cluster on localhost for the launcher tests, configured from the site catalog.
+"""A real one-node Slurm 22.05 cluster on localhost for the launcher, scaling and Apptainer tests, from the catalog.
+
+``tests/conftest.py`` imports the ``slurm_cluster`` fixture from here, so one pytest run starts one cluster.
 
 ``slurm_cluster`` starts munged, slurmctld and slurmd in the foreground as child processes (config, state, logs
 and munge key under a temp dir, free ports), waits until the node is idle, and at the end cancels every job,
@@ -27,10 +29,10 @@ from pathlib import Path
 import pytest
 
 from hpcai_tf.catalog import Site, load_catalog
+from hpcai_tf.jobs import END_STATES
 
 TOOLS = ("mungekey", "munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel", "sinfo")
 LOCAL_NODE = "localhost"
-JOB_END_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
 
 
 def _free_port() -> int:
@@ -121,7 +123,7 @@ class SlurmCluster:
         raise AssertionError(f"job {job_id}: not {what} after {timeout:.0f} s; last state {fields}")
 
     def wait_end(self, job_id: str, timeout: float) -> dict[str, str]:
-        return self.wait(job_id, lambda f: f.get("JobState") in JOB_END_STATES, timeout, "ended")
+        return self.wait(job_id, lambda f: f.get("JobState") in END_STATES["slurm"], timeout, "ended")
 
     def log(self, name: str) -> str:
         path = self.root / "log" / f"{name}.log"

@@ -1,0 +1,114 @@
+"""``hpcai scale --site S --submit``: one ``hpcai launch`` job per rank count, submitted, waited for, reported.
+
+Each rank count becomes whole nodes of the site's node type: up to one node's worth of ranks (its GPUs, or its
+cores on a CPU node) runs on one node, more must fill whole nodes. Every job script is rendered (so every count
+is checked against the catalog) before the first is submitted; the scripts go to ``OUT/jobs/``, the scheduler's
+output files to ``OUT/`` and the runs to ``OUT/runs/<workload>-<job id>``. ``OUT/scale-jobs.json`` lists the
+submitted jobs, so ``hpcai report OUT/runs/*`` can be run later if the wait is interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from hpcai_tf.catalog import NodeType, Site
+from hpcai_tf.errors import KitError
+from hpcai_tf.jobs import JobState, wait_for_jobs
+from hpcai_tf.launch import LaunchRequest, default_ranks_per_node, render_job_script
+from hpcai_tf.recipes import write_atomic
+from hpcai_tf.submit import submit_job_script
+
+MANIFEST = "scale-jobs.json"
+
+
+@dataclass(frozen=True)
+class ScaleJob:
+    """One submitted job of a scaling study."""
+
+    ranks: int
+    nodes: int
+    ranks_per_node: int
+    script: str
+    job_id: str
+    run_dir: str
+
+
+def nodes_for(site: Site, node: NodeType, ranks: int) -> tuple[int, int]:
+    """``(nodes, ranks per node)`` for ``ranks`` on ``node``: one partial node, or whole nodes."""
+    per = default_ranks_per_node(node)
+    unit = "GPUs" if node.gpus else "cores"
+    if ranks <= per:
+        return 1, ranks
+    if ranks % per:
+        raise KitError(
+            f"--ranks: {ranks} ranks do not fill whole nodes of type {node.name} ({per} {unit} each); "
+            f"expected at most {per} or a multiple of {per}"
+        )
+    if ranks // per > node.count:
+        raise KitError(
+            f"--ranks: site {site.id} has {node.count} node{'s' if node.count != 1 else ''} of type {node.name} "
+            f"with {per} {unit} each "
+            f"(at most {node.count * per} ranks), got {ranks}"
+        )
+    return ranks // per, per
+
+
+def submit_scale_jobs(
+    base: LaunchRequest, counts: list[int], out: Path, env: dict[str, str] | None = None
+) -> list[ScaleJob]:
+    """Render one job script per rank count (all before any is submitted), submit each from ``out``."""
+    site = base.site
+    node = site.node_type(base.node_type)
+    out = Path(os.path.abspath(out))
+    planned = []
+    for ranks in counts:
+        nodes, per = nodes_for(site, node, ranks)
+        request = replace(base, nodes=nodes, ranks_per_node=per, run_root=str(out))
+        planned.append((ranks, nodes, per, render_job_script(request)))
+    jobs: list[ScaleJob] = []
+    for ranks, nodes, per, text in planned:
+        script = out / "jobs" / f"{base.workload}-{ranks}ranks.sh"
+        write_atomic(script, text)
+        try:
+            job_id = submit_job_script(site, text, script, env=env, cwd=out)
+        except KitError as err:
+            done = ", ".join(f"{_ranks(j.ranks)} as job {j.job_id}" for j in jobs) or "none"
+            raise KitError(f"{err} ({_ranks(ranks)}; already submitted: {done})") from None
+        run_dir = out / "runs" / f"{base.workload}-{job_id}"
+        jobs.append(ScaleJob(ranks, nodes, per, str(script), job_id, str(run_dir)))
+        _write_manifest(out, base, jobs)
+    return jobs
+
+
+def _write_manifest(out: Path, base: LaunchRequest, jobs: list[ScaleJob]) -> None:
+    manifest = {"workload": base.workload, "site": base.site.id, "jobs": [asdict(job) for job in jobs]}
+    write_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+
+def wait_and_check(
+    site: Site, jobs: list[ScaleJob], poll_s: float, env: dict[str, str] | None = None
+) -> list[Path]:
+    """Wait for every job to end; the run directories, or a one-line error naming each job that did not succeed."""
+    by_id = {job.job_id: job for job in jobs}
+    kind = site.scheduler.kind
+
+    def report(state: JobState) -> None:
+        print(f"hpcai scale: job {state.job_id} ({_ranks(by_id[state.job_id].ranks)}): {state.state}", flush=True)
+
+    final = wait_for_jobs(kind, by_id, poll_s=poll_s, env=env, report=report)
+    failed = [
+        f"job {job.job_id} ({_ranks(job.ranks)}) ended {final[job.job_id].state} "
+        f"(exit {final[job.job_id].exit_code}); see {job.run_dir}/job.log"
+        for job in jobs
+        if not final[job.job_id].succeeded(kind)
+    ]
+    if failed:
+        raise KitError("scale: " + "; ".join(failed))
+    return [Path(job.run_dir) for job in jobs]
+
+
+def _ranks(count: int) -> str:
+    return f"{count} rank" if count == 1 else f"{count} ranks"

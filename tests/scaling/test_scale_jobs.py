@@ -1,0 +1,110 @@
+"""`hpcai scale --site S --submit`: one batch job per rank count on the real one-node Slurm, then the report.
+
+The jobs run the host's ``hpcai`` (``--runtime none``): this machine has no Apptainer in CI; the container line of
+the job script is covered by tests/launch's exact-text tests. Counts a site cannot hold are refused before
+anything is written or submitted. LSF cannot run here: its ``bjobs`` output is parsed from the documented text.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hpcai_tf.errors import KitError
+from hpcai_tf.jobs import JobState, parse_state
+from hpcai_tf.train.metrics_log import read_records
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(900)
+def test_scale_submits_one_job_per_count_waits_and_reports(slurm_cluster, hpcai, tmp_path: Path):
+    """1 and 2 ranks as two Slurm jobs: both COMPLETED, their runs in the report, the manifest lists them."""
+    out = tmp_path / "scale"
+    result = hpcai("scale", "gw", "--ranks", "1,2", "--site", "local", "--submit", "--runtime", "none",
+                   "--poll", "2", "--out", str(out), "--", "--smoke", "--epochs", "2", "--no-tensorboard",
+                   env=slurm_cluster.env, cwd=tmp_path, timeout=880)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    manifest = json.loads((out / "scale-jobs.json").read_text())
+    assert [(j["ranks"], j["nodes"], j["ranks_per_node"]) for j in manifest["jobs"]] == [(1, 1, 1), (2, 1, 2)]
+    for job in manifest["jobs"]:
+        fields = slurm_cluster.job(job["job_id"])
+        assert (fields["JobState"], fields["NumTasks"]) == ("COMPLETED", str(job["ranks"]))
+        assert job["run_dir"] == str(out / "runs" / f"gw-{job['job_id']}")
+        assert read_records(Path(job["run_dir"]) / "metrics.jsonl")[0]["ranks"] == job["ranks"]
+        assert (out / f"hpcai-gw-{job['job_id']}.out").is_file()  # the scheduler's output, beside the report
+        assert "#SBATCH --ntasks-per-node=" + str(job["ranks"]) in Path(job["script"]).read_text()
+        assert f"hpcai scale: job {job['job_id']} ({job['ranks']} rank" in result.stdout
+    rows = [line.split("|")[1:-1] for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert [int(row[2]) for row in rows[1:]] == [1, 2]
+    assert rows[1][0].strip() == "local"
+    assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+def test_a_failed_job_ends_the_study_in_one_line(slurm_cluster, hpcai, tmp_path: Path):
+    """`hpcai train` refuses an unknown flag in the job: FAILED, named with its log, and no report."""
+    out = tmp_path / "scale"
+    result = hpcai("scale", "gw", "--ranks", "1", "--site", "local", "--submit", "--runtime", "none",
+                   "--poll", "1", "--out", str(out), "--", "--no-such-flag", env=slurm_cluster.env, cwd=tmp_path,
+                   timeout=280)
+    assert result.returncode == 2, result.stderr
+    job_id = json.loads((out / "scale-jobs.json").read_text())["jobs"][0]["job_id"]
+    assert result.stderr == (
+        f"hpcai: error: scale: job {job_id} (1 rank) ended FAILED (exit 2:0); "
+        f"see {out}/runs/gw-{job_id}/job.log\n"
+    )
+    assert not (out / "report.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--ranks", "4", "--site", "local", "--submit"],
+         "--ranks: site local has 1 node of type cpu with 2 cores each (at most 2 ranks), got 4"),
+        (["--ranks", "1,6", "--site", "hal", "--submit"],
+         "--ranks: 6 ranks do not fill whole nodes of type ac922 (4 GPUs each); expected at most 4 or a multiple of 4"),
+        (["--ranks", "4,128", "--site", "hal", "--submit"],
+         "--ranks: site hal has 16 nodes of type ac922 with 4 GPUs each (at most 64 ranks), got 128"),
+        (["--ranks", "1", "--site", "hal"],
+         "--site and --submit: give both to run the counts as batch jobs (neither: mpirun here)"),
+        (["--ranks", "1", "--runtime", "none"], "--runtime: only for batch jobs (--site S --submit)"),
+        (["--ranks", "1", "--site", "local", "--submit", "--poll", "0"],
+         "--poll: expected a positive number of seconds, got 0.0"),
+        (["--ranks", "1", "--site", "nowhere", "--submit"], None),
+    ],
+)
+def test_counts_a_site_cannot_hold_are_refused_before_anything_is_written(hpcai, tmp_path, args, error):
+    out = tmp_path / "scale"
+    result = hpcai("scale", "gw", *args, "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    if error:
+        assert result.stderr == f"hpcai: error: {error}\n"
+    else:
+        assert "nowhere" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "state", "ended", "succeeded"),
+    [("DONE -\n", JobState("7", "DONE", "-"), True, True),
+     ("EXIT 75\n", JobState("7", "EXIT", "75"), True, False),
+     ("RUN -\n", JobState("7", "RUN", "-"), False, False),
+     ("PEND -\n", JobState("7", "PEND", "-"), False, False)],
+)
+def test_lsf_states_from_the_documented_bjobs_output(text, state, ended, succeeded):
+    """`bjobs -noheader -o "stat exit_code" ID`, as IBM documents it (no LSF here to ask)."""
+    parsed = parse_state("lsf", "7", text)
+    assert (parsed, parsed.ended("lsf"), parsed.succeeded("lsf")) == (state, ended, succeeded)
+
+
+def test_scheduler_output_without_a_state_is_one_line_error():
+    with pytest.raises(KitError, match=r"^job 7: no JobState in the output of scontrol: 'JobId=7'$"):
+        parse_state("slurm", "7", "JobId=7\n")
+    with pytest.raises(KitError, match=r"^job 7: no state in the output of bjobs: 'Job <7> is not found'$"):
+        parse_state("lsf", "7", "Job <7> is not found\n")
