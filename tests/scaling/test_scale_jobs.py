@@ -61,6 +61,24 @@ def test_a_failed_job_ends_the_study_in_one_line(slurm_cluster, hpcai, tmp_path:
     assert not (out / "report.md").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+def test_no_wait_submits_lists_the_jobs_and_returns(slurm_cluster, hpcai, tmp_path: Path):
+    """`--no-wait`: the job is submitted and listed, the command returns at once, no report is written."""
+    out = tmp_path / "scale"
+    result = hpcai("scale", "gw", "--ranks", "2", "--site", "local", "--submit", "--runtime", "none", "--no-wait",
+                   "--out", str(out), "--", "--no-such-flag", env=slurm_cluster.env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    (job,) = json.loads((out / "scale-jobs.json").read_text())["jobs"]
+    assert result.stdout.splitlines() == [
+        f"hpcai scale: 2 rank(s) on 1 node(s): job {job['job_id']} -> {out}/runs/gw-{job['job_id']}",
+        f"hpcai scale: not waiting; when the jobs have ended: hpcai report {out}/runs/* --out {out}",
+    ]
+    assert slurm_cluster.wait_end(job["job_id"], timeout=240)["JobState"] == "FAILED"
+    assert not (out / "report.md").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [
