@@ -1,7 +1,7 @@
 """``hpcai build``: a site's rendered recipe becomes an image, with Docker or with Apptainer/Singularity.
 
-The Docker path: render and validate the recipe, refuse in one line what this host cannot build (another
-architecture without emulation; a registry base that cannot be pulled), make or find the base image,
+The Docker path: render and validate the recipe, refuse in one line what this host cannot build
+(:func:`hpcai_tf.build_host.build_blockers`, which the generated site pages also ask), make or find the base image,
 stage the build context (:mod:`hpcai_tf.build_context`), then build through the Docker SDK
 (:mod:`hpcai_tf.docker_build`) and tag ``recipes.image_tag(site)``.
 
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpcai_tf.build_host import refuse_blocked, this_host
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.paths import KIT_ROOT
@@ -59,18 +59,14 @@ def sif_path(site: Site) -> Path:
 def cross_arch_platform(site: Site) -> str | None:
     """The Docker platform to build for when the site's arch is not this host's; ``None`` for the host's own.
 
-    A foreign arch builds only under qemu-user emulation registered with binfmt_misc; without it this is a
-    one-line error naming what the build needs. (Emulated builds have not run on the kit's machine.)
+    A foreign arch builds only under qemu-user emulation registered with binfmt_misc; without it this is the
+    one-line error of :func:`hpcai_tf.build_host.refuse_blocked`. (Emulated builds have not run on the kit's
+    machine.)
     """
-    host = platform.machine()
-    if site.arch == host:
+    host = this_host()
+    refuse_blocked(site, host)
+    if site.arch == host.arch:
         return None
-    if not Path(f"/proc/sys/fs/binfmt_misc/qemu-{site.arch}").exists():
-        raise KitError(
-            f"site {site.id} builds a {site.arch} image and this host is {host} with no {site.arch} emulation: "
-            f"build it on a {site.arch} machine (a login or build node of the site), or register qemu-user-static "
-            f"for {site.arch} with binfmt_misc"
-        )
     return f"linux/{DOCKER_ARCH.get(site.arch, site.arch)}"
 
 
@@ -104,6 +100,7 @@ def build_site_docker(
     out(f"site {site.id}: recipe rendered and valid; image tag {tag}")
     target = cross_arch_platform(site)
     client = docker_client()
+    refuse_blocked(site, this_host(site, client))
     ensure_base_image(site, client, out)
     staged = stage_context(site, options)
     if staged.wheels:

@@ -1,15 +1,15 @@
 """Generated site tutorials: ``docs/sites/<id>.md`` from the catalog, the rendered recipe and the launcher.
 
 Each page says what the system is, what its image holds (the build steps and pins), how to build it and how to
-run on it; ``hpcai docs`` writes them and a test keeps them in sync with the catalog.
+run on it; ``hpcai docs`` writes them and a test keeps them in sync with the catalog. Whether the image builds
+on the kit's reference machine is :func:`hpcai_tf.build_host.build_blockers`, the check ``hpcai build`` runs.
 """
 
 from __future__ import annotations
 
-import platform
-
 import jinja2
 
+from hpcai_tf.build_host import REFERENCE_HOST, build_blockers
 from hpcai_tf.catalog import Site
 from hpcai_tf.paths import DOCS_DIR
 from hpcai_tf.recipes import image_tag, render_steps, sif_name
@@ -28,19 +28,6 @@ LAUNCH_NOTES = {
 }
 
 
-def build_blockers(site: Site, host_arch: str | None = None) -> str | None:
-    """Why the kit's reference host (x86_64, Docker, no registry, no GPU) cannot build the image, or None."""
-    host_arch = host_arch or platform.machine()
-    reasons = []
-    if site.arch != host_arch:
-        reasons.append(f"the image is {site.arch} and this host is {host_arch}")
-    if site.base.origin == "registry":
-        reasons.append(f"its base image {site.base.ref} must be pulled from a registry")
-    if site.gpu:
-        reasons.append(f"it is a CUDA {site.stack.cuda} image, verified only on a GPU node")
-    return "; ".join(reasons) or None
-
-
 def site_page(site: Site) -> str:
     """The Markdown tutorial of one site."""
     node = site.node_type()
@@ -54,14 +41,13 @@ def site_page(site: Site) -> str:
     )
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(DOCS_DIR / "templates")),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    blockers = build_blockers(site, host_arch="x86_64")
+    blockers = build_blockers(site, REFERENCE_HOST)
     return env.get_template("site.md.j2").render(
         site=site,
         steps=render_steps(site),
         tag=image_tag(site),
         sif=sif_name(site),
-        buildable_here=blockers is None,
-        cannot_build=blockers,
+        blockers=[b.reason for b in blockers],
         example_nodes=1 if site.partitions[0].max_nodes == 1 and len(site.partitions) == 1 else 2,
         launch_notes=notes,
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hpcai_tf.build_context import BuildOptions, horovod_wheel_reason, horovod_wheels, options_script, stage_context
+from hpcai_tf.build_host import REFERENCE_HOST, BuildHost, build_blockers, refuse_blocked
 from hpcai_tf.catalog import load_site
 from hpcai_tf.docker_build import dockerfile_steps
 from hpcai_tf.errors import KitError
@@ -161,3 +162,34 @@ def test_singularity_build_runs_the_runtime_found_not_spythons_default():
     """spython's client is made to call apptainer (it hard-wires `singularity`); the source comes last."""
     cmd = build_command("/usr/bin/apptainer", Path("/o/x.sif"), "docker-daemon://hpcai/local:abc")
     assert cmd == ["/usr/bin/apptainer", "build", "/o/x.sif", "docker-daemon://hpcai/local:abc"]
+
+
+def test_reference_machine_builds_only_the_local_site():
+    """What the site pages say: local builds there; hal and summit are ppc64le from a registry; bridges-ai pulls."""
+    reasons = {site: [b.reason for b in build_blockers(load_site(site), REFERENCE_HOST)]
+               for site in ("local", "bridges-ai", "hal", "summit")}
+    assert reasons["local"] == []
+    assert reasons["bridges-ai"] == [
+        "builds FROM nvidia/cuda:11.8.0-devel-ubuntu22.04, which is not in the Docker engine and cannot be pulled "
+        "(no registry is reachable there)"
+    ]
+    assert reasons["hal"] == reasons["summit"] == [
+        "builds a ppc64le image and the reference machine is x86_64 with no ppc64le emulation",
+        "builds FROM registry.access.redhat.com/ubi8/ubi:8.8, which is not in the Docker engine and cannot be "
+        "pulled (no registry is reachable there)",
+    ]
+
+
+def test_emulation_or_a_loaded_base_lifts_a_blocker():
+    """A registered qemu-ppc64le lifts the arch blocker; a base already in the engine needs no registry."""
+    hal = load_site("hal")
+    host = BuildHost("this host", "x86_64", emulated=frozenset({"ppc64le"}), base_images=frozenset({hal.base.ref}),
+                     registry_error="no such host")
+    assert build_blockers(hal, host) == []
+    before_engine = BuildHost("this host", "x86_64")
+    with pytest.raises(KitError) as err:
+        refuse_blocked(hal, before_engine)
+    assert str(err.value) == (
+        "site hal builds a ppc64le image and this host is x86_64 with no ppc64le emulation: build it on a ppc64le "
+        "machine (a login or build node of the site), or register qemu-user-static for ppc64le with binfmt_misc"
+    )
