@@ -132,18 +132,30 @@ def recipe_dir_tag(recipe_dir: Path) -> str:
     return f"hpcai-recipe/{name}:{digest.hexdigest()[:12]}"
 
 
-def build_recipe_dir(recipe_dir: Path, *, no_cache: bool = False, quiet: bool = False) -> SiteBuild:
-    """Build ``DIR/Dockerfile`` with DIR as the context: a derived recipe from ``hpcai extend``, or any other."""
+def _stage_recipe_dir(recipe_dir: Path, options: BuildOptions, fmt_file: str) -> tuple[str, Path]:
+    """The tag of ``recipe_dir`` and its staged context, ``build/context/recipe-<name>/``."""
+    from hpcai_tf.build_context import CONTEXT_DIR, stage_recipe_context
+
+    if not (recipe_dir / fmt_file).is_file():
+        raise KitError(f"--recipe: no {fmt_file} in {recipe_dir}")
+    tag = recipe_dir_tag(recipe_dir)
+    staged = stage_recipe_context(recipe_dir, options, CONTEXT_DIR / f"recipe-{tag.split('/', 1)[1].split(':')[0]}")
+    return tag, staged.path
+
+
+def build_recipe_dir(
+    recipe_dir: Path, options: BuildOptions, *, no_cache: bool = False, quiet: bool = False
+) -> SiteBuild:
+    """Build ``DIR/Dockerfile`` from DIR's files plus the build options (``build/options/``, as a site's context
+    has): a derived recipe from ``hpcai extend``, or any other."""
     from hpcai_tf.docker_build import build_image
     from hpcai_tf.docker_engine import docker_client
 
-    if not (recipe_dir / "Dockerfile").is_file():
-        raise KitError(f"--recipe: no Dockerfile in {recipe_dir}")
-    tag = recipe_dir_tag(recipe_dir)
+    tag, context = _stage_recipe_dir(recipe_dir, options, "Dockerfile")
     client = docker_client()
     result = build_image(
         client,
-        recipe_dir.resolve(),
+        context,
         "Dockerfile",
         tag,
         LOGS_DIR / f"recipe-{tag.split('/', 1)[1].replace(':', '-')}.log",
@@ -153,6 +165,29 @@ def build_recipe_dir(recipe_dir: Path, *, no_cache: bool = False, quiet: bool = 
     )
     size = client.images.get(result.image_id).attrs.get("Size", 0)
     return SiteBuild(site="", runtime="docker", image=tag, seconds=result.seconds, size=size)
+
+
+def recipe_sif_path(recipe_dir: Path) -> Path:
+    """Where ``hpcai build --recipe DIR --runtime singularity`` writes the SIF: ``hpcai-recipe-<name>-<hash>.sif``."""
+    name, _, digest = recipe_dir_tag(recipe_dir).split("/", 1)[1].partition(":")
+    return IMAGES_DIR / f"hpcai-recipe-{name}-{digest}.sif"
+
+
+def build_recipe_sif(recipe_dir: Path, options: BuildOptions) -> SiteBuild:
+    """Build ``DIR/Singularity.def`` with Apptainer/Singularity from DIR's staged context (its ``%files`` resolve
+    there, ``build/options/`` included)."""
+    import time
+
+    from hpcai_tf.singularity_runtime import build_sif, find_runtime
+
+    _, context = _stage_recipe_dir(recipe_dir, options, "Singularity.def")
+    executable = find_runtime()
+    path = recipe_sif_path(recipe_dir)
+    start = time.monotonic()
+    build_sif(executable, path, "Singularity.def", context)
+    return SiteBuild(
+        site="", runtime="singularity", image=str(path), seconds=time.monotonic() - start, size=path.stat().st_size
+    )
 
 
 def sif_source(site: Site, out: Callable[[str], None] = print) -> str:

@@ -12,6 +12,9 @@ It holds exactly what the rendered recipes copy (see the header of ``recipes/<si
 
 The context is written to a temporary directory and renamed into place: a failed staging leaves the
 previous context whole. Its contents are deterministic, so Docker's layer cache keys on them.
+
+A recipe directory (``hpcai build --recipe DIR``, e.g. a derived recipe of ``hpcai extend``) is staged the same
+way under ``build/context/recipe-<name>/``: DIR's files plus the same ``build/options/``.
 """
 
 from __future__ import annotations
@@ -154,23 +157,34 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def stage_context(site: Site, options: BuildOptions, dest: Path | None = None) -> StagedContext:
-    """Stage the build context of ``site`` at ``dest`` (default ``build/context/<site>``)."""
-    dest = dest or CONTEXT_DIR / site.id
+def _write_options(tmp: Path, options: BuildOptions) -> None:
+    """``build/options/`` under ``tmp``: options.sh, and the CA bundle when one is given."""
     if options.ca_bundle and not options.ca_bundle.is_file():
         raise KitError(f"--ca-bundle: no such file {options.ca_bundle}")
-    patches = patch_files(site)
-    recipe_files = render_site(site)
-    wheels = horovod_wheels(site, options.wheels_dir)
+    opts = tmp / "build" / "options"
+    shutil.rmtree(opts, ignore_errors=True)
+    opts.mkdir(parents=True)
+    (opts / "options.sh").write_text(options_script(options))
+    if options.ca_bundle:
+        shutil.copyfile(options.ca_bundle, opts / CA_BUNDLE_NAME)
+
+
+def _temporary_beside(dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def stage_context(site: Site, options: BuildOptions, dest: Path | None = None) -> StagedContext:
+    """Stage the build context of ``site`` at ``dest`` (default ``build/context/<site>``)."""
+    dest = dest or CONTEXT_DIR / site.id
+    patches = patch_files(site)
+    recipe_files = render_site(site)
+    wheels = horovod_wheels(site, options.wheels_dir)
+    tmp = _temporary_beside(dest)
     try:
-        opts = tmp / "build" / "options"
-        opts.mkdir(parents=True)
-        (opts / "options.sh").write_text(options_script(options))
-        if options.ca_bundle:
-            shutil.copyfile(options.ca_bundle, opts / CA_BUNDLE_NAME)
+        _write_options(tmp, options)
         wheel_dir = tmp / "build" / "wheels"
         wheel_dir.mkdir()
         for wheel in wheels:
@@ -189,3 +203,17 @@ def stage_context(site: Site, options: BuildOptions, dest: Path | None = None) -
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return StagedContext(path=dest, wheels=[w.name for w in wheels], kit_digest=kit_digest)
+
+
+def stage_recipe_context(recipe_dir: Path, options: BuildOptions, dest: Path) -> StagedContext:
+    """Stage a recipe directory (a derived recipe of ``hpcai extend``, or any other) at ``dest``: its files, plus
+    ``build/options/`` written from ``options`` (one the directory holds is replaced), as a site's context has."""
+    tmp = _temporary_beside(dest)
+    try:
+        shutil.copytree(recipe_dir, tmp, ignore=shutil.ignore_patterns("__pycache__"))
+        _write_options(tmp, options)
+        _replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return StagedContext(path=dest)

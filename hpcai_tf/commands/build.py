@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--recipe",
         type=Path,
         metavar="DIR",
-        help="build DIR/Dockerfile with DIR as context (e.g. a derived recipe from `hpcai extend`)",
+        help="build DIR/Dockerfile (or DIR/Singularity.def) from DIR's files plus build/options/ "
+        "(e.g. a derived recipe from `hpcai extend`)",
     )
     build.add_argument("--runtime", choices=RUNTIMES, default="docker", help="image format (default: docker)")
     build.add_argument(
@@ -129,19 +130,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from hpcai_tf.build import build_recipe_dir, build_site_docker, build_site_sif
+    from hpcai_tf.build import build_recipe_dir, build_recipe_sif, build_site_docker, build_site_sif
     from hpcai_tf.build_context import BuildOptions
     from hpcai_tf.catalog import load_site
     from hpcai_tf.docker_engine import human_size
-    from hpcai_tf.errors import KitError
 
+    options = BuildOptions(ca_bundle=args.ca_bundle, index_url=args.index_url, wheels_dir=args.wheels)
     if args.recipe is not None:
-        if args.runtime != "docker":
-            raise KitError("--recipe: only --runtime docker; build a derived Singularity.def with apptainer")
-        result = build_recipe_dir(args.recipe, no_cache=args.no_cache, quiet=args.quiet)
+        if args.runtime == "docker":
+            result = build_recipe_dir(args.recipe, options, no_cache=args.no_cache, quiet=args.quiet)
+        else:
+            result = build_recipe_sif(args.recipe, options)
     else:
         site = load_site(args.site)
-        options = BuildOptions(ca_bundle=args.ca_bundle, index_url=args.index_url, wheels_dir=args.wheels)
         if args.runtime == "docker":
             result = build_site_docker(site, options, no_cache=args.no_cache, quiet=args.quiet)
         else:

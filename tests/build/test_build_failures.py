@@ -50,6 +50,14 @@ def test_missing_singularity_runtime_is_one_line(run_cli, tmp_path):
     ]
 
 
+def test_recipe_dir_without_its_recipe_file_is_one_line(run_cli, tmp_path):
+    """--recipe DIR --runtime singularity with no Singularity.def in DIR: one line naming what is missing; exit 2."""
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    result = run_cli(None, "build", "--recipe", str(tmp_path), "--runtime", "singularity", timeout=120)
+    assert result.returncode == 2
+    assert _error_lines(result.stderr) == [f"hpcai: error: --recipe: no Singularity.def in {tmp_path}"]
+
+
 @pytest.mark.skipif(
     platform.machine() == "ppc64le" or Path("/proc/sys/fs/binfmt_misc/qemu-ppc64le").exists(),
     reason="this host can build ppc64le images",

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from hpcai_tf.build_context import BuildOptions, horovod_wheel_reason, horovod_wheels, options_script, stage_context
+from hpcai_tf.build_context import (
+    BuildOptions,
+    horovod_wheel_reason,
+    horovod_wheels,
+    options_script,
+    stage_context,
+    stage_recipe_context,
+)
 from hpcai_tf.build_host import REFERENCE_HOST, BuildHost, build_blockers, refuse_blocked
 from hpcai_tf.catalog import load_site
 from hpcai_tf.docker_build import dockerfile_steps
@@ -162,6 +169,26 @@ def test_singularity_build_runs_the_runtime_found_not_spythons_default():
     """spython's client is made to call apptainer (it hard-wires `singularity`); the source comes last."""
     cmd = build_command("/usr/bin/apptainer", Path("/o/x.sif"), "docker-daemon://hpcai/local:abc")
     assert cmd == ["/usr/bin/apptainer", "build", "/o/x.sif", "docker-daemon://hpcai/local:abc"]
+
+
+def test_staged_recipe_dir_holds_its_files_and_the_build_options(tmp_path):
+    """`hpcai build --recipe DIR`: DIR's files plus build/options/ (a copy DIR holds is replaced); DIR is untouched."""
+    recipe = tmp_path / "mykit"
+    (recipe / "build" / "options").mkdir(parents=True)
+    (recipe / "build" / "options" / "options.sh").write_text("export PIP_CERT=/stale\n")
+    (recipe / "Dockerfile").write_text("FROM scratch\n")
+    (recipe / "constraints.txt").write_text("numpy==1.26.4\n")
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    staged = stage_recipe_context(recipe, BuildOptions(ca_bundle=bundle), tmp_path / "ctx").path
+    assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()) == [
+        "Dockerfile", "build/options/ca-bundle.crt", "build/options/options.sh", "constraints.txt"
+    ]
+    assert (staged / "build/options/options.sh").read_text() == options_script(BuildOptions(ca_bundle=bundle))
+    assert (recipe / "build/options/options.sh").read_text() == "export PIP_CERT=/stale\n"
+    with pytest.raises(KitError, match="--ca-bundle: no such file"):
+        stage_recipe_context(recipe, BuildOptions(ca_bundle=tmp_path / "missing.crt"), tmp_path / "ctx")
+    assert (staged / "Dockerfile").is_file()  # a failed staging leaves the previous context whole
 
 
 def test_reference_machine_builds_only_the_local_site():

@@ -1,0 +1,34 @@
+"""A derived image for real: ``hpcai extend`` on the local site, then ``hpcai build --recipe`` FROM the local image."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.mark.timeout(1200)
+def test_derived_recipe_builds_on_the_local_image_with_the_build_options(cli, docker_engine, local_image, tmp_path):
+    """The derived pip step sources the staged options.sh (the CA bundle behind an intercepting proxy) and installs
+    the added package under the base's pins; nothing of /opt/hpcai-build stays in the image."""
+    recipe = tmp_path / "tabular"
+    made = cli("extend", "--site", "local", "--name", "tabular", "--pip", "tabulate==0.9.0", "--out", str(recipe))
+    assert made.returncode == 0, made.stderr
+    assert f"FROM {local_image.tag}\n" in (recipe / "Dockerfile").read_text()
+    built = cli("build", "--recipe", str(recipe), "--quiet", timeout=1100)
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr
+    tag = re.match(r"^built (hpcai-recipe/tabular:[0-9a-f]{12}) \(", built.stdout.strip().splitlines()[-1])
+    assert tag, built.stdout[-2000:]
+    client = docker_engine.client()
+    try:
+        out = client.containers.run(
+            tag[1],
+            ["bash", "-c", "grep -E '^(tabulate|tensorflow-cpu|horovod)==' /opt/hpcai/derived/packages.txt; "
+             "test ! -e /opt/hpcai-build && echo no-build-inputs"],
+            remove=True,
+        ).decode()
+        assert out == "horovod==0.28.1\ntabulate==0.9.0\ntensorflow-cpu==2.15.1\nno-build-inputs\n"
+    finally:
+        client.images.remove(tag[1])
