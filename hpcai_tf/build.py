@@ -106,7 +106,11 @@ def build_site_docker(
     if staged.wheels:
         out(f"staged {staged.path} with prebuilt {', '.join(staged.wheels)}")
     else:
-        why = horovod_wheel_reason(site) or f"no matching wheel in {options.wheels_dir}"
+        stack = site.stack
+        why = horovod_wheel_reason(site) or (
+            f"no wheel in {options.wheels_dir} recorded as built against {stack.tensorflow_package}=="
+            f"{stack.tensorflow} and Python {'.'.join(stack.python.split('.')[:2])} (scripts/setup-venv.sh builds one)"
+        )
         out(f"staged {staged.path}; Horovod builds from source inside the image ({why})")
     result = build_image(
         client,

@@ -5,7 +5,8 @@ It holds exactly what the rendered recipes copy (see the header of ``recipes/<si
 - ``build/options/``: ``options.sh``, sourced by the steps that reach the network (CA bundle, pip index),
   and the CA bundle itself when one is given. Options are arguments of ``hpcai build``, never baked into
   the committed recipes.
-- ``build/wheels/``: prebuilt Horovod wheels that fit the site (see :func:`horovod_wheels`); may be empty.
+- ``build/wheels/``: prebuilt Horovod wheels that fit the site (see :func:`horovod_wheels`), without their
+  sidecar records; may be empty.
 - ``recipe/``: the site's rendered Dockerfile, Singularity.def and provenance.json; ``Singularity.def`` is
   also placed at the context root, so that its relative ``%files`` resolve from there.
 - ``kit/``: pyproject.toml, README.md and ``hpcai_tf/`` without caches; ``patches/`` when the site names any.
@@ -20,6 +21,7 @@ way under ``build/context/recipe-<name>/``: DIR's files plus the same ``build/op
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import re
@@ -37,6 +39,8 @@ from hpcai_tf.recipes import patch_files, render_site
 CONTEXT_DIR = KIT_ROOT / "build" / "context"
 DEFAULT_WHEELS_DIR = KIT_ROOT / ".cache" / "wheels"
 CA_BUNDLE_NAME = "ca-bundle.crt"
+WHEEL_RECORD_SUFFIX = ".built-against.json"
+"""Sidecar of a cached wheel, written by ``scripts/setup-venv.sh``: the TensorFlow and Python it was built against."""
 IMAGE_OPTIONS_DIR = "/opt/hpcai-build/options"
 """Where ``build/options/`` lands in the image (the templates source ``options.sh`` from there). Not under
 /tmp: Apptainer binds the host's /tmp over the image's during %post, which would hide what %files put there."""
@@ -107,13 +111,35 @@ def horovod_wheel_reason(site: Site) -> str | None:
     return None
 
 
+def wheel_record(wheel: Path) -> dict[str, str]:
+    """What ``scripts/setup-venv.sh`` recorded a wheel was built against (``{"python": ..., "tensorflow": ...}``),
+    from its sidecar ``<wheel>.built-against.json``; empty when there is none or it does not parse."""
+    try:
+        record = json.loads((wheel.parent / f"{wheel.name}{WHEEL_RECORD_SUFFIX}").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def wheel_fits(site: Site, wheel: Path) -> bool:
+    """True when the wheel's record names the site's TensorFlow pin and Python minor (Horovod's ABI)."""
+    record = wheel_record(wheel)
+    stack = site.stack
+    minor = ".".join(stack.python.split(".")[:2])
+    return (
+        record.get("tensorflow", "").lower() == f"{stack.tensorflow_package}=={stack.tensorflow}".lower()
+        and (str(record.get("python", "")) + ".").startswith(minor + ".")
+    )
+
+
 def horovod_wheels(site: Site, wheels_dir: Path | None) -> list[Path]:
-    """Prebuilt Horovod wheels in ``wheels_dir`` that fit the site (version, Python tag, arch, TensorFlow)."""
+    """Prebuilt Horovod wheels in ``wheels_dir`` that fit the site: version, Python tag and arch in the name, and
+    TensorFlow and Python in the record beside it (:func:`wheel_record`; a wheel without one is never staged)."""
     if wheels_dir is None or not wheels_dir.is_dir() or horovod_wheel_reason(site) is not None:
         return []
     py = "".join(site.stack.python.split(".")[:2])
     name = f"horovod-{site.stack.horovod}-cp{py}-cp{py}-linux_{site.arch}.whl"
-    return sorted(p for p in wheels_dir.glob(name) if p.is_file())
+    return sorted(p for p in wheels_dir.glob(name) if p.is_file() and wheel_fits(site, p))
 
 
 def kit_files(root: Path = KIT_ROOT) -> Iterator[tuple[Path, str]]:

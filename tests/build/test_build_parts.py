@@ -99,6 +99,7 @@ def test_options_script_exports_the_ca_bundle_only_when_given():
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the local site is x86_64")
 def test_only_a_fitting_horovod_wheel_is_staged(tmp_path):
     """The local site takes the cp311 x86_64 wheel of its Horovod pin; other sites take none, and say why."""
+    record = '{"python": "3.11.7", "tensorflow": "tensorflow-cpu==2.15.1"}\n'
     for name in (
         "horovod-0.28.1-cp311-cp311-linux_x86_64.whl",
         "horovod-0.28.0-cp311-cp311-linux_x86_64.whl",
@@ -106,6 +107,7 @@ def test_only_a_fitting_horovod_wheel_is_staged(tmp_path):
         "mpi4py-4.1.2-cp311-cp311-linux_x86_64.whl",
     ):
         (tmp_path / name).write_bytes(b"")
+        (tmp_path / f"{name}.built-against.json").write_text(record)
     local = load_site("local")
     assert horovod_wheel_reason(local) is None
     assert [p.name for p in horovod_wheels(local, tmp_path)] == ["horovod-0.28.1-cp311-cp311-linux_x86_64.whl"]
@@ -113,6 +115,22 @@ def test_only_a_fitting_horovod_wheel_is_staged(tmp_path):
     assert horovod_wheels(load_site("bridges-ai"), tmp_path) == []
     assert horovod_wheel_reason(load_site("bridges-ai")) == "the image builds Horovod with NCCL GPU operations"
     assert horovod_wheel_reason(load_site("hal")) == "the image takes Horovod from the open-ce channel"
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the local site is x86_64")
+@pytest.mark.parametrize("record", [
+    None,
+    "not json",
+    '{"python": "3.11.7", "tensorflow": "tensorflow-cpu==2.14.0"}',
+    '{"python": "3.10.12", "tensorflow": "tensorflow-cpu==2.15.1"}',
+])
+def test_a_wheel_without_a_matching_record_is_never_staged(tmp_path, record):
+    """No sidecar, an unreadable one, or one naming another TensorFlow or Python minor: Horovod compiles instead."""
+    wheel = tmp_path / "horovod-0.28.1-cp311-cp311-linux_x86_64.whl"
+    wheel.write_bytes(b"")
+    if record is not None:
+        (tmp_path / f"{wheel.name}.built-against.json").write_text(record)
+    assert horovod_wheels(load_site("local"), tmp_path) == []
 
 
 def test_staged_context_holds_what_the_recipe_copies(tmp_path):
