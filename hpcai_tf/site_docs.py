@@ -10,7 +10,7 @@ from __future__ import annotations
 import jinja2
 
 from hpcai_tf.build_host import REFERENCE_HOST, build_blockers
-from hpcai_tf.catalog import Site
+from hpcai_tf.catalog import NodeType, Site
 from hpcai_tf.paths import DOCS_DIR
 from hpcai_tf.recipes import image_tag, render_steps, sif_name
 
@@ -50,4 +50,11 @@ def site_page(site: Site) -> str:
         blockers=[b.reason for b in blockers],
         example_nodes=1 if site.partitions[0].max_nodes == 1 and len(site.partitions) == 1 else 2,
         launch_notes=notes,
+        scale_counts=",".join(str(n) for n in example_counts(node)),
     )
+
+
+def example_counts(node: NodeType) -> list[int]:
+    """Rank counts for a site's example scaling study: 1, one node, then 2 and 4 nodes where the site has them."""
+    per = node.gpus or node.cores
+    return sorted({1, *(per * nodes for nodes in (1, 2, 4) if nodes <= node.count)})

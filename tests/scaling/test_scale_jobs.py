@@ -12,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from hpcai_tf.catalog import load_catalog
 from hpcai_tf.errors import KitError
 from hpcai_tf.jobs import JobState, parse_state
+from hpcai_tf.launch import LaunchRequest, render_job_script
+from hpcai_tf.paths import DOCS_DIR
+from hpcai_tf.scale_jobs import nodes_for
+from hpcai_tf.site_docs import example_counts
 from hpcai_tf.train.metrics_log import read_records
 
 
@@ -126,3 +131,16 @@ def test_scheduler_output_without_a_state_is_one_line_error():
         parse_state("slurm", "7", "JobId=7\n")
     with pytest.raises(KitError, match=r"^job 7: no state in the output of bjobs: 'Job <7> is not found'$"):
         parse_state("lsf", "7", "Job <7> is not found\n")
+
+
+@pytest.mark.parametrize("site", load_catalog(), ids=lambda site: site.id)
+def test_every_site_page_example_count_makes_a_job_script(site):
+    """docs/sites/<id>.md's `hpcai scale --ranks ...` example: each count is whole nodes the site can give."""
+    node = site.node_type()
+    counts = example_counts(node)
+    assert f"--ranks {','.join(map(str, counts))} --site {site.id} --submit" in (DOCS_DIR / "sites" / f"{site.id}.md").read_text()
+    for ranks in counts:
+        nodes, per = nodes_for(site, node, ranks)
+        assert nodes * per == ranks
+        account = "PROJECT" if site.scheduler.account_required else None
+        render_job_script(LaunchRequest("resnet50", site, nodes, per, account=account, image="hpcai.sif"))
