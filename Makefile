@@ -5,7 +5,7 @@ VENV := .venv
 HPCAI := $(VENV)/bin/hpcai
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-singularity lint recipes docs image base-image bench clean
+.PHONY: help setup demo test test-singularity lint recipes constraints docs image base-image bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,11 @@ lint: setup ## ruff over the package, tests and bench
 	$(VENV)/bin/ruff check hpcai_tf tests bench
 
 recipes: setup ## render recipes/<site>/ and docs/stack.md from the catalog
+	$(HPCAI) render
+	$(HPCAI) docs
+
+constraints: setup ## re-resolve containers/constraints/<site>.txt with pip (needs PyPI), then render as `recipes`
+	$(HPCAI) constraints
 	$(HPCAI) render
 	$(HPCAI) docs
 

@@ -21,12 +21,14 @@ import jinja2
 from hpcai_tf import __version__
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.paths import KIT_ROOT, PATCHES_DIR, RECIPES_DIR, TEMPLATES_DIR
+from hpcai_tf.paths import CONTAINERS_DIR, KIT_ROOT, PATCHES_DIR, RECIPES_DIR, TEMPLATES_DIR
 
 FORMATS = {"docker": "Dockerfile", "singularity": "Singularity.def"}
 """Recipe format -> file name under ``recipes/<site>/`` (the template adds ``.j2``)."""
 PROVENANCE = "provenance.json"
 OPEN_CE_CHANNEL = "https://ftp.osuosl.org/pub/open-ce/{release}/"
+CONSTRAINTS_DIR = CONTAINERS_DIR / "constraints"
+"""``<site>.txt``: pip constraints of a pip-channel site, written by ``hpcai constraints`` (hpcai_tf/constraints.py)."""
 
 
 @dataclass(frozen=True)
@@ -125,16 +127,22 @@ def conda_packages(site: Site) -> list[str]:
     ]
 
 
+def horovod_build_vars(site: Site) -> dict[str, str]:
+    """Horovod's build switches; its setup.py also reads them to choose its requirements (cffi without PyTorch)."""
+    env = {
+        "HOROVOD_WITH_TENSORFLOW": "1",
+        "HOROVOD_WITH_MPI": "1",
+        "HOROVOD_WITHOUT_PYTORCH": "1",
+        "HOROVOD_WITHOUT_MXNET": "1",
+    }
+    if site.stack.horovod_gpu_operations != "none":
+        env["HOROVOD_GPU_OPERATIONS"] = site.stack.horovod_gpu_operations
+    return env
+
+
 def horovod_build_env(site: Site) -> str:
     """Environment assignments that prefix Horovod's pip build."""
-    env = [
-        "HOROVOD_WITH_TENSORFLOW=1",
-        "HOROVOD_WITH_MPI=1",
-        "HOROVOD_WITHOUT_PYTORCH=1",
-        "HOROVOD_WITHOUT_MXNET=1",
-    ]
-    if site.stack.horovod_gpu_operations != "none":
-        env.append(f"HOROVOD_GPU_OPERATIONS={site.stack.horovod_gpu_operations}")
+    env = [f"{name}={value}" for name, value in horovod_build_vars(site).items()]
     env.append('MAKEFLAGS="-j$(nproc)"')
     return " ".join(env)
 
@@ -238,6 +246,11 @@ def render_recipe(site: Site, fmt: str) -> str:
     steps = render_steps(site)
     template = template_environment().get_template(f"{FORMATS[fmt]}.j2")
     return template.render(site=site, steps=steps, labels=labels(site), runtime_env=runtime_env(steps))
+
+
+def constraints_path(site: Site) -> Path:
+    """``containers/constraints/<site>.txt``."""
+    return CONSTRAINTS_DIR / f"{site.id}.txt"
 
 
 def render_provenance(site: Site) -> str:

@@ -1,4 +1,4 @@
-"""``hpcai sites``, ``hpcai render``: the catalog as a table, and the recipes it renders."""
+"""``hpcai sites``, ``render``, ``constraints``, ``extend``, ``docs``: the catalog, and what it renders."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--print", action="store_true", dest="show", help="print the recipes instead of writing"
     )
     render.set_defaults(func=_render)
+
+    constraints = sub.add_parser(
+        "constraints",
+        help="resolve the pip constraints of each pip site (containers/constraints/<site>.txt)",
+        description="Run pip's resolver for each pip site's image (its Python, platform and environment markers; "
+        "wheels only) and write containers/constraints/<site>.txt: the versions of every package the site's pins "
+        "pull in. A resolution equal to the file's leaves it untouched. Needs the package index; then `hpcai "
+        "render` and `hpcai docs` (or `make constraints`, which runs all three).",
+    )
+    constraints.add_argument("--site", action="append", help="site id (repeatable; default: every pip site)")
+    constraints.add_argument("--index-url", help="package index the resolver reads (default: PyPI's)")
+    constraints.set_defaults(func=_constraints)
 
     extend = sub.add_parser(
         "extend",
@@ -81,6 +93,17 @@ def _render(args: argparse.Namespace) -> int:
         else:
             for path in write_site(site, args.out):
                 print(path)
+    return 0
+
+
+def _constraints(args: argparse.Namespace) -> int:
+    from hpcai_tf.catalog import display_path, load_catalog, load_site
+    from hpcai_tf.constraints import PYPI, write_constraints
+
+    sites = [load_site(s) for s in args.site] if args.site else [s for s in load_catalog() if s.stack.channel == "pip"]
+    for site in sites:
+        path, changed = write_constraints(site, args.index_url or PYPI)
+        print(f"{display_path(path)}: {'written' if changed else 'unchanged'}")
     return 0
 
 

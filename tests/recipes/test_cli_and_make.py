@@ -33,7 +33,7 @@ def test_every_command_has_help(hpcai):
     """Each sub-command answers --help with a usage line."""
     top = hpcai("--help")
     assert top.returncode == 0
-    for command in ("sites", "render", "extend", "docs"):
+    for command in ("sites", "render", "constraints", "extend", "docs"):
         result = hpcai(command, "--help")
         assert result.returncode == 0 and result.stdout.startswith(f"usage: hpcai {command}"), command
 
@@ -48,7 +48,7 @@ def test_make_help_lists_the_targets():
     """`make help` names every target a user runs, with a line each."""
     result = _make("help")
     assert result.returncode == 0, result.stderr
-    for target in ("setup", "demo", "test", "recipes", "image", "base-image", "bench", "clean", "help"):
+    for target in ("setup", "demo", "test", "recipes", "constraints", "image", "base-image", "bench", "clean", "help"):
         assert f"make {target} " in result.stdout, target
 
 
