@@ -7,6 +7,8 @@ It holds exactly what the rendered recipes copy (see the header of ``recipes/<si
   the committed recipes.
 - ``build/wheels/``: prebuilt Horovod wheels that fit the site (see :func:`horovod_wheels`), without their
   sidecar records; may be empty.
+- ``constraints/``: a pip site's constraints file, ``containers/constraints/<site>.txt`` (checked against the
+  site's pins first: see :func:`hpcai_tf.constraints.check_constraints`).
 - ``recipe/``: the site's rendered Dockerfile, Singularity.def and provenance.json; ``Singularity.def`` is
   also placed at the context root, so that its relative ``%files`` resolve from there.
 - ``kit/``: pyproject.toml, README.md and ``hpcai_tf/`` without caches; ``patches/`` when the site names any.
@@ -32,9 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpcai_tf.catalog import Site
+from hpcai_tf.constraints import check_constraints
 from hpcai_tf.errors import KitError
 from hpcai_tf.paths import KIT_ROOT
-from hpcai_tf.recipes import patch_files, render_site
+from hpcai_tf.recipes import constraints_file, patch_files, render_site
 
 CONTEXT_DIR = KIT_ROOT / "build" / "context"
 DEFAULT_WHEELS_DIR = KIT_ROOT / ".cache" / "wheels"
@@ -206,6 +209,8 @@ def stage_context(site: Site, options: BuildOptions, dest: Path | None = None) -
     """Stage the build context of ``site`` at ``dest`` (default ``build/context/<site>``)."""
     dest = dest or CONTEXT_DIR / site.id
     patches = patch_files(site)
+    check_constraints(site)
+    constraints = constraints_file(site)
     recipe_files = render_site(site)
     wheels = horovod_wheels(site, options.wheels_dir)
     tmp = _temporary_beside(dest)
@@ -219,6 +224,9 @@ def stage_context(site: Site, options: BuildOptions, dest: Path | None = None) -
         for name, text in recipe_files.items():
             (tmp / "recipe" / name).write_text(text)
         (tmp / "Singularity.def").write_text(recipe_files["Singularity.def"])
+        if constraints:
+            (tmp / "constraints").mkdir()
+            shutil.copyfile(constraints, tmp / "constraints" / constraints.name)
         if patches:
             (tmp / "patches").mkdir()
             for patch in patches:

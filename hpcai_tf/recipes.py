@@ -19,7 +19,7 @@ from pathlib import Path
 import jinja2
 
 from hpcai_tf import __version__
-from hpcai_tf.catalog import Site
+from hpcai_tf.catalog import Site, display_path
 from hpcai_tf.errors import KitError
 from hpcai_tf.paths import CONTAINERS_DIR, KIT_ROOT, PATCHES_DIR, RECIPES_DIR, TEMPLATES_DIR
 
@@ -29,6 +29,8 @@ PROVENANCE = "provenance.json"
 OPEN_CE_CHANNEL = "https://ftp.osuosl.org/pub/open-ce/{release}/"
 CONSTRAINTS_DIR = CONTAINERS_DIR / "constraints"
 """``<site>.txt``: pip constraints of a pip-channel site, written by ``hpcai constraints`` (hpcai_tf/constraints.py)."""
+IMAGE_CONSTRAINTS_DIR = "/opt/hpcai-build/constraints"
+"""Where the build context's ``constraints/`` lands in the image; every pip install of the stack reads it."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,7 @@ def context(site: Site) -> dict[str, object]:
         "conda_packages": conda_packages(site) if site.stack.channel == "open-ce" else [],
         "open_ce_channel": OPEN_CE_CHANNEL.format(release=site.stack.open_ce),
         "horovod_build_env": horovod_build_env(site),
+        "constraints": f"{IMAGE_CONSTRAINTS_DIR}/{site.id}.txt" if site.stack.channel == "pip" else None,
         "cuda_series": ".".join(site.stack.cuda.split(".")[:2]),
         "mpi_series": ".".join(site.mpi.image_version.split(".")[:2]),
         "pip_version": pins["pip"],
@@ -253,8 +256,24 @@ def constraints_path(site: Site) -> Path:
     return CONSTRAINTS_DIR / f"{site.id}.txt"
 
 
+def constraints_file(site: Site) -> Path | None:
+    """The site's pip constraints file, checked to exist; ``None`` for a conda site (conda solves its env)."""
+    if site.stack.channel != "pip":
+        return None
+    path = constraints_path(site)
+    if not path.is_file():
+        raise KitError(f"{display_path(path)}: missing for pip site {site.id}; "
+                       f"write it with `hpcai constraints --site {site.id}`")
+    return path
+
+
 def render_provenance(site: Site) -> str:
-    """``/opt/hpcai/provenance.json`` of the image: site, kit version, labels and the MPI model."""
+    """``/opt/hpcai/provenance.json`` of the image: site, kit version, labels, the MPI model and the constraints."""
+    path = constraints_file(site)
+    constraints = path and {
+        "file": path.relative_to(KIT_ROOT).as_posix(),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
     record = {
         "site": site.id,
         "name": site.name,
@@ -265,6 +284,7 @@ def render_provenance(site: Site) -> str:
         "mpi": site.mpi.model_dump(),
         "stack": site.stack.model_dump(),
         "labels": dict(labels(site)),
+        "constraints": constraints,
     }
     return json.dumps(record, indent=2, sort_keys=True) + "\n"
 

@@ -19,7 +19,7 @@ from hpcai_tf.build_host import REFERENCE_HOST, BuildHost, build_blockers, refus
 from hpcai_tf.catalog import load_site
 from hpcai_tf.docker_build import dockerfile_steps
 from hpcai_tf.errors import KitError
-from hpcai_tf.recipes import render_recipe, render_site, render_steps
+from hpcai_tf.recipes import constraints_path, render_recipe, render_site, render_steps
 from hpcai_tf.singularity_runtime import build_command
 from hpcai_tf.verify import expected_check_build, judge_check_build, judge_ranks, mpirun, parse_check_build
 
@@ -134,7 +134,7 @@ def test_a_wheel_without_a_matching_record_is_never_staged(tmp_path, record):
 
 
 def test_staged_context_holds_what_the_recipe_copies(tmp_path):
-    """build/options, build/wheels, recipe/, kit/ (without caches) and the .def at the root; nothing else."""
+    """build/options, build/wheels, constraints/, recipe/, kit/ (without caches) and the .def at the root; nothing else."""
     bundle = tmp_path / "bundle.crt"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     wheels = tmp_path / "wheels"
@@ -142,7 +142,8 @@ def test_staged_context_holds_what_the_recipe_copies(tmp_path):
     site = load_site("local")
     staged = stage_context(site, BuildOptions(ca_bundle=bundle, wheels_dir=wheels), dest=tmp_path / "ctx")
     ctx = staged.path
-    assert sorted(p.name for p in ctx.iterdir()) == ["Singularity.def", "build", "kit", "recipe"]
+    assert sorted(p.name for p in ctx.iterdir()) == ["Singularity.def", "build", "constraints", "kit", "recipe"]
+    assert (ctx / "constraints/local.txt").read_text() == constraints_path(site).read_text()
     assert (ctx / "build/options/ca-bundle.crt").read_text() == bundle.read_text()
     assert list((ctx / "build/wheels").iterdir()) == []
     assert {p.name: p.read_text() for p in (ctx / "recipe").iterdir()} == render_site(site)

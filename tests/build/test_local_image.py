@@ -12,6 +12,8 @@ import pytest
 
 from hpcai_tf.build import KIT_SOURCE_LABEL
 from hpcai_tf.build_context import kit_digest
+from hpcai_tf.catalog import load_site
+from hpcai_tf.constraints import canonical, read_constraints, top_level_pins
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -23,6 +25,26 @@ def test_local_image_is_tagged_by_its_recipe_and_carries_the_kit(docker_engine, 
     assert image.labels["org.hpcai.site"] == "local"
     assert image.labels["org.hpcai.pin.tensorflow"] == "tensorflow-cpu-2.15.1"
     assert image.labels[KIT_SOURCE_LABEL] == local_image.kit_digest
+
+
+@pytest.mark.timeout(600)
+def test_pip_freeze_in_the_image_is_the_pins_and_the_constraints(docker_engine, local_image, kit_root):
+    """Every package in the image at its catalog pin or its constraint, nothing else but the kit; the constraints
+    file kept in the image is the committed one, whose sha256 provenance.json records."""
+    out = docker_engine.client().containers.run(
+        local_image.tag, ["sh", "-c", "cat /opt/hpcai/packages.txt; echo ==>; cat /opt/hpcai/constraints.txt"],
+        remove=True,
+    ).decode()
+    frozen, kept = out.split("==>\n")
+    committed = kit_root / "containers" / "constraints" / "local.txt"
+    assert kept == committed.read_text()
+    digest = hashlib.sha256(committed.read_bytes()).hexdigest()
+    assert json.loads(local_image.recipe["provenance.json"])["constraints"]["sha256"] == digest
+    versions = {canonical(n): v for n, v in (line.split("==") for line in frozen.splitlines() if "==" in line)}
+    expected = {canonical(n): v for n, v in read_constraints(committed).versions.items()}
+    expected.update({canonical(s.split("==")[0]): s.split("==")[1] for s in top_level_pins(load_site("local"))})
+    assert versions == expected
+    assert [line.split()[0] for line in frozen.splitlines() if "==" not in line] == ["hpcai"]
 
 
 @pytest.mark.timeout(600)

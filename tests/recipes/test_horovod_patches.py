@@ -48,12 +48,14 @@ def test_tf221_site_renders_patched_horovod_build(tf221_catalog: Path):
         f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /opt/hpcai-build/patches/{PATCHES[0]}.patch",
         f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /opt/hpcai-build/patches/{PATCHES[1]}.patch",
         "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 "
-        'MAKEFLAGS="-j$(nproc)" pip install --no-cache-dir --no-build-isolation /tmp/horovod/horovod-0.28.1',
+        'MAKEFLAGS="-j$(nproc)" pip install --no-cache-dir --no-build-isolation '
+        "--constraint /opt/hpcai-build/constraints/local.txt /tmp/horovod/horovod-0.28.1",
         "rm -rf /tmp/horovod",
     ]
     python = next(s for s in render_steps(site) if s.name == "python-pip")
     assert python.env["TF_USE_LEGACY_KERAS"] == "1"
-    assert python.commands[-1] == "/opt/hpcai/venv/bin/pip install --no-cache-dir --no-deps tf-keras==2.21.0"
+    assert python.commands[-1] == ("/opt/hpcai/venv/bin/pip install --no-cache-dir --no-deps "
+                                   "--constraint /opt/hpcai-build/constraints/local.txt tf-keras==2.21.0")
     assert "COPY patches/ /opt/hpcai-build/patches/" in render_recipe(site, "docker")
 
 

@@ -36,10 +36,13 @@ def test_hadolint_config_gives_a_reason_for_each_ignored_rule():
 
 
 def test_hadolint_catches_an_unpinned_pip_install(tmp_path: Path):
-    """The lint is live: an unpinned pip install in a recipe fails it."""
+    """The lint is live: an unpinned pip install in a recipe fails it (hadolint takes any `--constraint` as a pin:
+    the top-level pins beside one are held by the catalog's schema and the exact-output tests)."""
     bad = tmp_path / "Dockerfile"
     text = (REPO / "recipes/local/Dockerfile").read_text()
-    bad.write_text(text.replace("horovod==0.28.1", "horovod"))
+    pinned = "--constraint /opt/hpcai-build/constraints/local.txt --find-links /opt/hpcai-build/wheels horovod==0.28.1"
+    assert pinned in text
+    bad.write_text(text.replace(pinned, "--find-links /opt/hpcai-build/wheels horovod"))
     result = subprocess.run([HADOLINT, "--config", str(REPO / ".hadolint.yaml"), str(bad)],
                             capture_output=True, text=True, check=False)
     assert result.returncode != 0 and "DL3013" in result.stdout

@@ -37,15 +37,16 @@ def test_debian_apt_open_mpi_checked_against_the_pin():
 
 
 def test_cpu_pip_environment():
-    """local: a venv with the pinned CPU TensorFlow, its Python version asserted first."""
+    """local: a venv with the pinned CPU TensorFlow under the site's constraints, its Python version asserted first."""
     step = steps("local")["python-pip"]
     assert step.env == {"PATH": "/opt/hpcai/venv/bin:$PATH", "VIRTUAL_ENV": "/opt/hpcai/venv"}
+    assert step.files == [("constraints", "/opt/hpcai-build/constraints")]
     assert step.commands == [
         ". /opt/hpcai-build/options/options.sh",
         "python3 -c 'import platform, sys; v = platform.python_version(); sys.exit(0 if (v + \".\").startswith(\"3.11.2.\") else \"python \" + v + \" is not the pinned 3.11.2\")'",
         "python3 -m venv /opt/hpcai/venv",
         "/opt/hpcai/venv/bin/pip install --no-cache-dir pip==25.3 setuptools==80.9.0 wheel==0.45.1",
-        "/opt/hpcai/venv/bin/pip install --no-cache-dir tensorflow-cpu==2.15.1 numpy==1.26.4 mpi4py==4.1.2 h5py==3.16.0 lalsuite==7.26.16 galsim==2.8.5",
+        "/opt/hpcai/venv/bin/pip install --no-cache-dir --constraint /opt/hpcai-build/constraints/local.txt tensorflow-cpu==2.15.1 numpy==1.26.4 mpi4py==4.1.2 h5py==3.16.0 lalsuite==7.26.16 galsim==2.8.5",
     ]
 
 
@@ -77,15 +78,28 @@ def test_open_mpi_from_source_with_cuda():
 
 
 def test_horovod_with_nccl_on_a_gpu_image():
-    """bridges-ai: NCCL operations, CUDA stubs on the loader path while Horovod links."""
+    """bridges-ai: NCCL operations, CUDA stubs on the loader path while Horovod links; its requirements constrained."""
     step = steps("bridges-ai")["horovod-pip"]
     assert step.files == [("build/wheels", "/opt/hpcai-build/wheels")]
     assert step.commands == [
         ". /opt/hpcai-build/options/options.sh",
         "ldconfig /usr/local/cuda/lib64/stubs",
-        "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_GPU_OPERATIONS=NCCL MAKEFLAGS=\"-j$(nproc)\" pip install --no-cache-dir --no-build-isolation --find-links /opt/hpcai-build/wheels horovod==0.28.1",
+        "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_GPU_OPERATIONS=NCCL MAKEFLAGS=\"-j$(nproc)\" pip install --no-cache-dir --no-build-isolation --constraint /opt/hpcai-build/constraints/bridges-ai.txt --find-links /opt/hpcai-build/wheels horovod==0.28.1",
         "ldconfig",
     ]
+
+
+def test_kit_step_keeps_the_constraints_of_a_pip_site_only():
+    """local: the constraints stay in the image as /opt/hpcai/constraints.txt; summit (conda) has none."""
+    assert steps("local")["kit"].commands == [
+        "pip install --no-cache-dir --no-deps --no-build-isolation /opt/hpcai/src",
+        "cp /opt/hpcai-build/constraints/local.txt /opt/hpcai/constraints.txt",
+        "rm -rf /opt/hpcai/src/build /opt/hpcai/src/*.egg-info /opt/hpcai-build",
+        "cp /opt/hpcai/recipe/provenance.json /opt/hpcai/provenance.json",
+        "pip freeze --all > /opt/hpcai/packages.txt",
+        "hpcai --version",
+    ]
+    assert not any("constraints" in command for command in steps("summit")["kit"].commands)
 
 
 SUMMIT_DOCKERFILE = r'''# hpcai image recipe for site "summit": Summit, Oak Ridge Leadership Computing Facility (OLCF).
