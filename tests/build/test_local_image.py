@@ -32,7 +32,7 @@ def test_pip_freeze_in_the_image_is_the_pins_and_the_constraints(docker_engine, 
     """Every package in the image at its catalog pin or its constraint, nothing else but the kit; the constraints
     file kept in the image is the committed one, whose sha256 provenance.json records."""
     out = docker_engine.client().containers.run(
-        local_image.tag, ["sh", "-c", "cat /opt/hpcai/packages.txt; echo ==>; cat /opt/hpcai/constraints.txt"],
+        local_image.tag, ["sh", "-c", "cat /opt/hpcai/packages.txt; echo '==>'; cat /opt/hpcai/constraints.txt"],
         remove=True,
     ).decode()
     frozen, kept = out.split("==>\n")
