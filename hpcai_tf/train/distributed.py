@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -105,6 +105,32 @@ def prepare_horovod_environment(*, deterministic: bool, timeline: str | None) ->
         os.environ["HOROVOD_TIMELINE"] = os.path.abspath(timeline)
 
 
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity on Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def thread_counts(cores: int, local_ranks: int, environ: Mapping[str, str]) -> tuple[int, int]:
+    """(intra-op, inter-op) threads of one rank: the node's cores shared by its ranks (inter-op at most 2),
+    unless ``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS`` say otherwise."""
+    intra = max(1, cores // max(1, local_ranks))
+    counts = [intra, min(2, intra)]
+    for index, name in enumerate(THREAD_VARIABLES):
+        text = environ.get(name, "").strip()
+        if not text:
+            continue
+        if not text.isdigit() or int(text) < 1:
+            raise KitError(f"{name}={text!r}: expected a positive number of threads")
+        counts[index] = int(text)
+    return counts[0], counts[1]
+
+
 def init_horovod(*, deterministic: bool, timeline: str | None, seed: int) -> Ranks:
     """``hvd.init()`` plus the checks and settings every rank needs before building a model."""
     prepare_horovod_environment(deterministic=deterministic, timeline=timeline)
@@ -117,15 +143,10 @@ def init_horovod(*, deterministic: bool, timeline: str | None, seed: int) -> Ran
     if mismatch:
         raise KitError(mismatch)
     ranks = Ranks(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size(), hvd)
-    threads = max(1, (os.cpu_count() or 1) // ranks.local_size)
+    intra, inter = thread_counts(available_cores(), ranks.local_size, os.environ)
     try:
-        cores = len(os.sched_getaffinity(0))
-        threads = max(1, cores // ranks.local_size)
-    except AttributeError:  # pragma: no cover - not Linux
-        pass
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
     except RuntimeError:  # the TensorFlow runtime was already initialised (e.g. in tests)
         pass
     for gpu in tf.config.list_physical_devices("GPU"):

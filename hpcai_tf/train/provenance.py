@@ -95,6 +95,10 @@ def provenance_record(
         "horovod_build": build,
         "mpi": mpi_library_version(),
         "python": platform.python_version(),
+        "threads_per_rank": {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        },
         "env": distributed_env(),
         "image": image_provenance(),
         "site": os.environ.get("HPCAI_SITE"),
