@@ -11,12 +11,24 @@ from hpcai_tf.train.distributed import Ranks
 from hpcai_tf.train.signals import PreemptionFlag
 
 
+def preemption_check_due(step: int, steps: int, every: int) -> bool:
+    """Whether the ranks ask each other about a preemption after ``step`` of an epoch's ``steps``: every
+    ``every`` steps of the epoch and after its last one (the same answer on every rank)."""
+    return step % every == 0 or step >= steps
+
+
 def make_training_control(
-    *, lr_for_step: Callable[[int], float], first_step: int, flag: PreemptionFlag, ranks: Ranks
+    *,
+    lr_for_step: Callable[[int], float],
+    first_step: int,
+    steps: int,
+    check_every: int,
+    flag: PreemptionFlag,
+    ranks: Ranks,
 ):
     """A callback for one epoch: sets the LR before each step (a function of the step within the epoch),
-    times each step, and after each step asks every rank whether any was asked to stop (a tiny allreduce), so
-    all ranks stop at the same batch boundary."""
+    times each step, and every ``check_every`` steps (and after the last) asks every rank whether any was asked
+    to stop (a tiny allreduce), so all ranks stop at the same batch boundary."""
     import tensorflow as tf
 
     class TrainingControl(tf.keras.callbacks.Callback):
@@ -36,7 +48,7 @@ def make_training_control(
         def on_train_batch_end(self, batch, logs=None):
             self.step_times.append(time.perf_counter() - self._start)
             self.step += 1
-            if ranks.any(flag.is_set, "hpcai.preempt"):
+            if preemption_check_due(self.step, steps, check_every) and ranks.any(flag.is_set, "hpcai.preempt"):
                 self.preempted = True
                 self.model.stop_training = True
 

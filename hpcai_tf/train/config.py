@@ -179,6 +179,7 @@ def validate_config(config: Config, source: str) -> None:
         raise KitError(f"{source}: 'optimizer.schedule' must be constant, cosine or step")
     if not 0.0 <= config["validation_fraction"] < 1.0:
         raise KitError(f"{source}: 'validation_fraction' must be in [0, 1)")
+    positive("preemption_check_steps", config["preemption_check_steps"])
     if config["steps_per_epoch"] < 0:
         raise KitError(f"{source}: 'steps_per_epoch' must be >= 0")
     if "stages" in config:

@@ -355,6 +355,8 @@ class Trainer:
         control = make_training_control(
             lr_for_step=lambda step: self._lr(state, epoch, step, steps),
             first_step=first_step,
+            steps=steps,
+            check_every=self.config["preemption_check_steps"],
             flag=self.flag,
             ranks=self.ranks,
         )
