@@ -2,7 +2,9 @@
 
 The derived Dockerfile starts FROM the site's image tag and the Singularity definition from its SIF (where
 ``hpcai build --site S --runtime singularity`` writes it), and both install the added pip packages under a
-constraints file that holds TensorFlow, Horovod, NumPy, mpi4py and h5py at the base's pins. Their pip steps
+constraints file that holds TensorFlow, Horovod, NumPy, mpi4py and h5py at the base's pins, and on a pip site
+also under the base image's own constraints (every transitive package of its stack, ``hpcai constraints``), so
+an added package can add dependencies but not move one the stack already has. Their pip steps
 source the same ``options.sh`` as the base's (CA bundle, pip mirror): ``hpcai build --recipe DIR`` stages it in
 ``build/options/`` beside the recipe, from its ``--ca-bundle`` and ``--index-url``. The definition's ``%post``
 exports the base's run-time environment first (its venv on PATH), which a build does not source by itself.
@@ -17,7 +19,7 @@ from hpcai_tf.build import sif_path
 from hpcai_tf.build_context import IMAGE_OPTIONS_DIR
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.recipes import image_tag, render_steps, runtime_env, template_environment, write_atomic
+from hpcai_tf.recipes import KEPT_CONSTRAINTS, image_tag, render_steps, runtime_env, template_environment, write_atomic
 
 PIP_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[0-9][A-Za-z0-9.+!-]*$")
 APT_SPEC = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
@@ -64,6 +66,7 @@ def render_derived(site: Site, name: str, pip: list[str], apt: list[str]) -> dic
         "base_sif": sif_path(site),
         "base_env": runtime_env(render_steps(site)),
         "options_dir": IMAGE_OPTIONS_DIR,
+        "kept_constraints": KEPT_CONSTRAINTS,
     }
     files = {
         "Dockerfile": env.get_template("derived/Dockerfile.j2").render(ctx),

@@ -29,6 +29,8 @@ PROVENANCE = "provenance.json"
 OPEN_CE_CHANNEL = "https://ftp.osuosl.org/pub/open-ce/{release}/"
 CONSTRAINTS_DIR = CONTAINERS_DIR / "constraints"
 """``<site>.txt``: pip constraints of a pip-channel site, written by ``hpcai constraints`` (hpcai_tf/constraints.py)."""
+KEPT_CONSTRAINTS = "/opt/hpcai/constraints.txt"
+"""Where a pip site's image keeps its constraints at run time; derived images install under them too."""
 IMAGE_CONSTRAINTS_DIR = "/opt/hpcai-build/constraints"
 """Where the build context's ``constraints/`` lands in the image; every pip install of the stack reads it."""
 
@@ -191,6 +193,7 @@ def context(site: Site) -> dict[str, object]:
         "open_ce_channel": OPEN_CE_CHANNEL.format(release=site.stack.open_ce),
         "horovod_build_env": horovod_build_env(site),
         "constraints": f"{IMAGE_CONSTRAINTS_DIR}/{site.id}.txt" if site.stack.channel == "pip" else None,
+        "kept_constraints": KEPT_CONSTRAINTS,
         "cuda_series": ".".join(site.stack.cuda.split(".")[:2]),
         "mpi_series": ".".join(site.mpi.image_version.split(".")[:2]),
         "pip_version": pins["pip"],

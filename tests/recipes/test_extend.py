@@ -36,7 +36,7 @@ RUN apt-get update \\
 COPY build/options/ /opt/hpcai-build/options/
 COPY constraints.txt /opt/hpcai/derived/constraints.txt
 RUN . /opt/hpcai-build/options/options.sh \\
- && pip install --no-cache-dir --constraint /opt/hpcai/derived/constraints.txt scikit-learn==1.7.2 \\
+ && pip install --no-cache-dir --constraint /opt/hpcai/derived/constraints.txt --constraint /opt/hpcai/constraints.txt scikit-learn==1.7.2 \\
  && rm -rf /opt/hpcai-build \\
  && pip freeze --all > /opt/hpcai/derived/packages.txt \\
  && horovodrun --check-build
@@ -70,7 +70,7 @@ From: {sif_path(site)}
     apt-get install -y --no-install-recommends less
     rm -rf /var/lib/apt/lists/*
     . /opt/hpcai-build/options/options.sh
-    pip install --no-cache-dir --constraint /opt/hpcai/derived/constraints.txt scikit-learn==1.7.2
+    pip install --no-cache-dir --constraint /opt/hpcai/derived/constraints.txt --constraint /opt/hpcai/constraints.txt scikit-learn==1.7.2
     rm -rf /opt/hpcai-build
     pip freeze --all > /opt/hpcai/derived/packages.txt
 
