@@ -25,13 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _common import REPO, load_average
+
 sys.path.insert(0, str(REPO))
 
-from hpcai_tf.base_image import make_base_image  # noqa: E402
-from hpcai_tf.catalog import load_site  # noqa: E402
-from hpcai_tf.docker_engine import docker_client, docker_host, human_size  # noqa: E402
-from hpcai_tf.recipes import image_tag  # noqa: E402
+from hpcai_tf.base_image import make_base_image
+from hpcai_tf.catalog import load_site
+from hpcai_tf.docker_engine import docker_client, docker_host, human_size
+from hpcai_tf.recipes import image_tag
 
 
 def timed_build(*args: str, root: Path | None = None) -> tuple[float, str]:
@@ -78,6 +79,7 @@ def main() -> int:
     args = parser.parse_args()
     site = load_site("local")
     client = docker_client()
+    print(f"local site image builds; {load_average()} at the start", flush=True)
     rows: list[tuple[str, float, str]] = []
 
     if not args.skip_base:
@@ -110,6 +112,7 @@ def main() -> int:
         print(f"{name:<40} {seconds:8.1f}  {note}")
     print(f"cold / code-only rebuild: {cold / code_only:.1f}x")
     print(f"image {image_tag(site)}: {human_size(image.attrs['Size'])}; top layers (kit): {human_size(kit_layers)}")
+    print(f"{load_average()} at the end")
     return 0
 
 
