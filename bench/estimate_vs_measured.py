@@ -49,7 +49,7 @@ def main() -> None:
     site = load_site("local")
     workload = Workload("gw", one.step_time_s, one.batch_per_rank, size.parameters, size.tensors, size.epochs,
                         size.dataset_size)
-    predicted = {row.ranks: row for row in predict(workload, site, site.node_type(), [1, 2], Communication())}
+    predicted = {row.devices: row for row in predict(workload, site, site.node_type(), [1, 2], Communication())}
     print(f"  model: {size.parameters:,} parameters, batch {one.batch_per_rank} per rank, local site; "
           f"1-rank step time {one.step_time_s:.3f} s")
     print(f"  measured:  1 rank {measured[1].throughput:8.1f} samples/s, 2 ranks {measured[2].throughput:8.1f}, "

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from hpcai_tf.catalog import Link, NodeType, Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.report import Row, time_to_train_h
+from hpcai_tf.report import time_to_train_h
 
 Algorithm = Literal["ring", "hierarchical"]
 
@@ -138,8 +138,44 @@ def check_devices(site: Site, node: NodeType, devices: list[int]) -> None:
             )
 
 
-def predict(workload: Workload, site: Site, node: NodeType, devices: list[int], comm: Communication) -> list[Row]:
-    """Predicted throughput, speedup, efficiency and time-to-train for each device count."""
+@dataclass(frozen=True)
+class Prediction:
+    """The model's line for one device count: step time, how much communication shows, and what follows."""
+
+    HEADER: ClassVar[tuple[str, ...]] = (
+        "site", "model", "devices", "step (ms)", "exposed comm (ms)", "samples/s", "speedup", "efficiency",
+        "full-data epoch (s)", "time to train (h)",
+    )
+    site: str
+    model: str
+    devices: int
+    step_time_s: float
+    exposed_comm_s: float
+    throughput: float
+    speedup: float
+    efficiency: float
+    epoch_time_s: float
+    """One pass over the workload's full data set (``dataset_size``), not the measured run's."""
+    time_to_train_h: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.site} ({self.model})"
+
+    @property
+    def workers(self) -> int:
+        return self.devices
+
+    def cells(self) -> tuple[str, ...]:
+        return (self.site, self.model, str(self.devices), f"{self.step_time_s * 1000:.1f}",
+                f"{self.exposed_comm_s * 1000:.1f}", f"{self.throughput:.2f}", f"{self.speedup:.3f}",
+                f"{self.efficiency:.3f}", f"{self.epoch_time_s:.2f}", f"{self.time_to_train_h:.2f}")
+
+
+def predict(
+    workload: Workload, site: Site, node: NodeType, devices: list[int], comm: Communication
+) -> list[Prediction]:
+    """Predicted step time, throughput, speedup, efficiency and time-to-train for each device count."""
     check_devices(site, node, devices)
     per_node = devices_per_node(node)
     counts = sorted(set(devices))
@@ -149,11 +185,12 @@ def predict(workload: Workload, site: Site, node: NodeType, devices: list[int], 
         seconds = step_time(workload, count, per_node, site, comm)
         throughput = count * workload.batch_per_device / seconds
         speedup = throughput / single
-        rows.append(Row(
+        rows.append(Prediction(
             site=site.id,
-            image=f"model ({comm.algorithm})",
-            ranks=count,
-            runs=0,
+            model=f"model ({comm.algorithm})",
+            devices=count,
+            step_time_s=seconds,
+            exposed_comm_s=seconds - workload.step_time_s,
             throughput=throughput,
             speedup=speedup,
             efficiency=speedup / count,

@@ -13,8 +13,10 @@ import io
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Protocol
 
 from hpcai_tf.errors import KitError
 
@@ -45,6 +47,9 @@ class Run:
 class Row:
     """One line of a scaling table: a rank count within a group (site, image)."""
 
+    HEADER: ClassVar[tuple[str, ...]] = (
+        "site", "image", "ranks", "runs", "samples/s", "speedup", "efficiency", "epoch time (s)", "time to train (h)",
+    )
     site: str
     image: str
     ranks: int
@@ -54,6 +59,36 @@ class Row:
     efficiency: float
     epoch_time_s: float | None
     time_to_train_h: float
+
+    @property
+    def label(self) -> str:
+        """The group's name in a plot legend."""
+        return f"{self.site} ({self.image})"
+
+    @property
+    def workers(self) -> int:
+        return self.ranks
+
+    def cells(self) -> tuple[str, ...]:
+        epoch = "" if self.epoch_time_s is None else f"{self.epoch_time_s:.2f}"
+        return (self.site, self.image, str(self.ranks), str(self.runs), f"{self.throughput:.2f}",
+                f"{self.speedup:.3f}", f"{self.efficiency:.3f}", epoch, f"{self.time_to_train_h:.2f}")
+
+
+class TableRow(Protocol):
+    """What tables and plots read from a row: :class:`Row` (measured) or ``estimate.Prediction``."""
+
+    HEADER: ClassVar[tuple[str, ...]]
+    throughput: float
+    speedup: float
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def workers(self) -> int: ...
+
+    def cells(self) -> tuple[str, ...]: ...
 
 
 def _records(path: Path) -> list[dict]:
@@ -167,33 +202,24 @@ def scaling_rows(runs: list[Run]) -> list[Row]:
     return rows
 
 
-HEADER = ("site", "image", "ranks", "runs", "samples/s", "speedup", "efficiency", "epoch time (s)",
-          "time to train (h)")
-
-
-def _cells(row: Row) -> tuple[str, ...]:
-    epoch = "" if row.epoch_time_s is None else f"{row.epoch_time_s:.2f}"
-    return (row.site, row.image, str(row.ranks), str(row.runs), f"{row.throughput:.2f}", f"{row.speedup:.3f}",
-            f"{row.efficiency:.3f}", epoch, f"{row.time_to_train_h:.2f}")
-
-
-def markdown_table(rows: list[Row], header: tuple[str, ...] = HEADER) -> str:
-    """The rows as a Markdown table."""
+def markdown_table(rows: Sequence[TableRow]) -> str:
+    """The rows as a Markdown table (the header of their type)."""
+    header = type(rows[0]).HEADER
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def csv_table(rows: list[Row], header: tuple[str, ...] = HEADER) -> str:
-    """The rows as CSV."""
+def csv_table(rows: Sequence[TableRow]) -> str:
+    """The rows as CSV (the header of their type)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(_cells(r) for r in rows)
+    writer.writerow(type(rows[0]).HEADER)
+    writer.writerows(r.cells() for r in rows)
     return buffer.getvalue()
 
 
-def plot_scaling(rows: list[Row], path: Path, title: str, workers: str = "workers") -> None:
+def plot_scaling(rows: Sequence[TableRow], path: Path, title: str, workers: str = "workers") -> None:
     """Throughput and speedup against workers, one line per group, ideal scaling dashed; written atomically."""
     import matplotlib
 
@@ -201,17 +227,17 @@ def plot_scaling(rows: list[Row], path: Path, title: str, workers: str = "worker
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    groups: dict[str, list[TableRow]] = defaultdict(list)
     for row in rows:
-        groups[(row.site, row.image)].append(row)
-    for (site, image), group in groups.items():
-        ranks = [r.ranks for r in group]
+        groups[row.label].append(row)
+    for label, group in groups.items():
+        ranks = [r.workers for r in group]
         base = group[0]
-        label = f"{site} ({image})"
         left.plot(ranks, [r.throughput for r in group], "o-", label=label)
-        left.plot(ranks, [base.throughput * n / base.ranks for n in ranks], "--", color="grey", label=f"ideal, {site}")
+        left.plot(ranks, [base.throughput * n / base.workers for n in ranks], "--", color="grey",
+                  label=f"ideal, {label}")
         right.plot(ranks, [r.speedup for r in group], "o-", label=label)
-    all_ranks = sorted({r.ranks for r in rows})
+    all_ranks = sorted({r.workers for r in rows})
     first = all_ranks[0]
     right.plot(all_ranks, [n / first for n in all_ranks], "--", color="grey", label="ideal")
     for axis, ylabel in ((left, "samples/s (global)"), (right, "speedup")):

@@ -208,8 +208,8 @@ def _estimate(args: argparse.Namespace) -> int:
     if price:
         print(f"\ncloud-equivalent cost of the full training at USD {price:.2f} per device-hour:")
         for row in rows:
-            usd = row.time_to_train_h * row.ranks * price
-            print(f"  {row.ranks:>5} devices: {row.time_to_train_h:9.2f} h  USD {usd:,.0f}")
+            usd = row.time_to_train_h * row.devices * price
+            print(f"  {row.devices:>5} devices: {row.time_to_train_h:9.2f} h  USD {usd:,.0f}")
     _write_report(rows, args.out, f"{args.workload} on {site.id}: predicted scaling", "estimate", "devices")
     return 0
 

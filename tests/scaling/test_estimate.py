@@ -77,14 +77,16 @@ def test_predict_rows():
     """Throughput = devices x batch / step; speedup and efficiency against one device; time-to-train."""
     comm = Communication(fusion_bytes=1 << 30, overlap=0.0)
     rows = predict(RESNET, SUMMIT, SUMMIT.node_type(), [1, 6, 12], comm)
-    assert [r.ranks for r in rows] == [1, 6, 12]
+    assert [r.devices for r in rows] == [1, 6, 12]
     assert rows[0].throughput == pytest.approx(64 / 0.25)
     assert rows[0].efficiency == 1.0
     for row in rows[1:]:
-        step = step_time(RESNET, row.ranks, 6, SUMMIT, comm)
-        assert row.throughput == pytest.approx(row.ranks * 64 / step)
+        step = step_time(RESNET, row.devices, 6, SUMMIT, comm)
+        assert row.throughput == pytest.approx(row.devices * 64 / step)
         assert row.efficiency == pytest.approx(0.25 / step)
         assert row.time_to_train_h == pytest.approx(90 * 1_281_167 / row.throughput / 3600)
+        assert (row.step_time_s, row.exposed_comm_s) == pytest.approx((step, step - 0.25))
+        assert row.epoch_time_s == pytest.approx(1_281_167 / row.throughput)  # the full data set, not a run's
     assert rows[2].efficiency < rows[1].efficiency < 1.0
 
 
@@ -103,7 +105,9 @@ def test_estimate_cli_with_a_supplied_gpu_step_time(hpcai):
     lines = result.stdout.splitlines()
     assert lines[0] == ("# resnet50 on summit (ac922): 25,557,032 parameters in 161 tensors, 250.0 ms/step at batch 64 "
                         "per device, ring allreduce")
-    assert lines[3].startswith("| summit | model (ring) | 1 | 0 | 256.00 | 1.000 | 1.000 |")
+    assert lines[1] == ("| site | model | devices | step (ms) | exposed comm (ms) | samples/s | speedup | efficiency "
+                        "| full-data epoch (s) | time to train (h) |")
+    assert lines[3].startswith("| summit | model (ring) | 1 | 250.0 | 0.0 | 256.00 | 1.000 | 1.000 |")
     assert "cloud-equivalent cost of the full training at USD 3.06 per device-hour:" in result.stdout
 
 
