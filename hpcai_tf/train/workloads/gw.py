@@ -94,11 +94,14 @@ class GwWorkload:
         def batches(indices: np.ndarray):
             import tensorflow as tf
 
-            block = batch * READ_BLOCK_BATCHES
+            # Reads of READ_BLOCK_BATCHES batches, but the first of one batch: each epoch's new iterator starts
+            # training at once instead of waiting for a whole block (about 0.1 s here).
+            starts = [0, *range(batch, len(indices), batch * READ_BLOCK_BATCHES)] if len(indices) else []
+            ends = [*starts[1:], len(indices)] if starts else []
 
             def generate():
-                for start in range(0, len(indices), block):
-                    rows = indices[start : start + block]
+                for start, end in zip(starts, ends, strict=True):
+                    rows = indices[start:end]
                     waves, labels = gw.read(rows), gw.read(rows, "labels")
                     for offset in range(0, len(rows) - batch + 1, batch):
                         yield waves[offset : offset + batch], labels[offset : offset + batch]
