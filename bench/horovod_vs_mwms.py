@@ -201,11 +201,12 @@ def main() -> None:
             rates[name].append(run())
     best = {name: max(found) for name, found in rates.items()}
     single = best["1 process"]
-    print(f"  {'setup':<26} {'samples/s per round':>24} {'best':>8}  efficiency (best / 2 x best 1 process)")
+    width = 8 * ROUNDS
+    print(f"  {'setup':<26} {'samples/s per round':>{width}} {'best':>8}  efficiency (best / 2 x best 1 process)")
     for name, found in rates.items():
-        shown = " ".join(f"{rate:7.1f}" for rate in found)
+        shown = "".join(f"{rate:8.1f}" for rate in found)
         efficiency = "" if name == "1 process" else f"{best[name] / (2 * single):.3f}"
-        print(f"  {name:<26} {shown:>24} {best[name]:8.1f}  {efficiency}")
+        print(f"  {name:<26} {shown:>{width}} {best[name]:8.1f}  {efficiency}")
     print(f"  Horovod / MWMS throughput ratio: {best['Horovod, 2 ranks'] / best['MWMS, 2 workers']:.3f}")
     print(f"  {load_average()} at the end")
 
