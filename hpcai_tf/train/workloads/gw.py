@@ -110,7 +110,13 @@ class GwWorkload:
                 tf.TensorSpec((batch, gw.length, 2), tf.float32),
                 tf.TensorSpec((batch, 3), tf.float32),
             )
-            return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+            # No tf.data autotuning: it has nothing to tune here (a fixed prefetch), and with TF 2.15 its thread
+            # often made the end of model.fit wait, while the epoch's iterator was destroyed, for the thread's next
+            # wake-up (5.1 s, 10.2 s, 20.5 s ... after the iterator started): 2 of 5 smoke epochs lost 1-2 s.
+            options = tf.data.Options()
+            options.autotune.enabled = False
+            dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+            return dataset.with_options(options)
 
         def train(epoch: int, skip: int):
             rng = np.random.default_rng([seed, epoch])
