@@ -157,6 +157,9 @@ def main() -> None:
     print(f"  plain model.fit:            {best_plain:8.1f} {median_plain:8.1f} samples/s")
     print(f"  kit's loop (hpcai train):   {best_kit:8.1f} {median_kit:8.1f} samples/s")
     print(f"  kit / plain fit:            {best_kit / best_plain:8.3f} {median_kit / median_plain:8.3f}")
+    for name, runs in (("plain fit", plain), ("kit", kit)):
+        shown = " | ".join(" ".join(f"{samples / s:.0f}" for s in run["seconds"]) for run in runs)
+        print(f"  {name} samples/s per epoch, by round: {shown}")
     print(f"  {load_average()} at the end")
 
 
