@@ -4,7 +4,7 @@
 
 Runs ``hpcai scale gw --ranks 1,2`` (real mpirun, real Horovod), then ``hpcai estimate`` from the 1-rank run's
 step time and prints the measured and the predicted 2-rank efficiency side by side. On a CPU-only node the model's
-device is a core (``devices_per_node``), so both runs use one intra-op and one inter-op thread per rank: the
+device is a core (``NodeType.devices``), so both runs use one intra-op and one inter-op thread per rank: the
 1-rank run measures one device's step time, and 2 ranks use two devices. (With the kit's default, cores / local
 ranks, the 1-rank run would use both cores and the ideal 2-rank efficiency would be 0.5, not 1.) The model sees
 only the allreduce over shared memory; ranks on one CPU node also share its caches and memory bandwidth, which it

@@ -63,6 +63,16 @@ class NodeType(_Strict):
         "used by `hpcai cost` and `hpcai estimate` for the cloud-versus-HPC comparison.",
     )
 
+    @property
+    def devices(self) -> int:
+        """Devices a node trains on, one rank each: its GPUs, or its cores on a CPU-only node."""
+        return self.gpus or self.cores
+
+    @property
+    def device_kind(self) -> str:
+        """``GPUs`` or ``cores``: what :attr:`devices` counts."""
+        return "GPUs" if self.gpus else "cores"
+
     @model_validator(mode="after")
     def _gpu_fields_agree(self) -> NodeType:
         if self.gpus and not self.gpu_model:

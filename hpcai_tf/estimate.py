@@ -117,24 +117,18 @@ def step_time(workload: Workload, devices: int, per_node: int, site: Site, comm:
     return workload.step_time_s + exposed
 
 
-def devices_per_node(node: NodeType) -> int:
-    """Devices a node trains on: its GPUs, or its cores on a CPU-only node."""
-    return node.gpus or node.cores
-
-
 def check_devices(site: Site, node: NodeType, devices: list[int]) -> None:
     """Refuse a device count the site does not have."""
     if not devices:
         raise KitError("--gpus: give at least one device count, e.g. --gpus 1,8,64")
-    most = devices_per_node(node) * node.count
+    most = node.devices * node.count
     for count in devices:
         if count < 1:
             raise KitError(f"--gpus: expected positive counts, got {count}")
         if count > most:
-            kind = "GPUs" if node.gpus else "cores"
             raise KitError(
                 f"--gpus: {count} is more than site {site.id} has ({node.count} {node.name} nodes x "
-                f"{devices_per_node(node)} {kind} = {most})"
+                f"{node.devices} {node.device_kind} = {most})"
             )
 
 
@@ -177,7 +171,7 @@ def predict(
 ) -> list[Prediction]:
     """Predicted step time, throughput, speedup, efficiency and time-to-train for each device count."""
     check_devices(site, node, devices)
-    per_node = devices_per_node(node)
+    per_node = node.devices
     counts = sorted(set(devices))
     single = workload.batch_per_device / workload.step_time_s
     rows = []

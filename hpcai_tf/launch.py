@@ -130,11 +130,6 @@ def choose_partition(site: Site, node: NodeType, nodes: int, minutes: int, time_
     )
 
 
-def default_ranks_per_node(node: NodeType) -> int:
-    """One rank per GPU; on a CPU-only node one per core."""
-    return node.gpus or node.cores
-
-
 def check_ranks_per_node(node: NodeType, ranks: int) -> None:
     """One GPU per rank on GPU nodes, at most one rank per core on CPU nodes."""
     if node.gpus and not 1 <= ranks <= node.gpus:
@@ -301,7 +296,7 @@ def plan_job(request: LaunchRequest) -> JobScript:
     node = site.node_type(request.node_type)
     if request.nodes > node.count:
         raise KitError(f"--nodes: site {site.id} has {_nodes(node.count)} of type {node.name}, got {request.nodes}")
-    ranks_per_node = request.ranks_per_node if request.ranks_per_node is not None else default_ranks_per_node(node)
+    ranks_per_node = request.ranks_per_node if request.ranks_per_node is not None else node.devices
     check_ranks_per_node(node, ranks_per_node)
     time_text = request.time or scheduler.default_time
     minutes = parse_time(time_text)

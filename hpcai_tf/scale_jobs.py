@@ -17,7 +17,7 @@ from pathlib import Path
 from hpcai_tf.catalog import NodeType, Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.jobs import JobState, wait_for_jobs
-from hpcai_tf.launch import LaunchRequest, default_ranks_per_node, render_job_script
+from hpcai_tf.launch import LaunchRequest, render_job_script
 from hpcai_tf.recipes import write_atomic
 from hpcai_tf.submit import submit_job_script
 
@@ -38,8 +38,7 @@ class ScaleJob:
 
 def nodes_for(site: Site, node: NodeType, ranks: int) -> tuple[int, int]:
     """``(nodes, ranks per node)`` for ``ranks`` on ``node``: one partial node, or whole nodes."""
-    per = default_ranks_per_node(node)
-    unit = "GPUs" if node.gpus else "cores"
+    per, unit = node.devices, node.device_kind
     if ranks <= per:
         return 1, ranks
     if ranks % per:

@@ -56,5 +56,4 @@ def site_page(site: Site) -> str:
 
 def example_counts(node: NodeType) -> list[int]:
     """Rank counts for a site's example scaling study: 1, one node, then 2 and 4 nodes where the site has them."""
-    per = node.gpus or node.cores
-    return sorted({1, *(per * nodes for nodes in (1, 2, 4) if nodes <= node.count)})
+    return sorted({1, *(node.devices * nodes for nodes in (1, 2, 4) if nodes <= node.count)})
