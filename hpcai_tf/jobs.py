@@ -48,10 +48,15 @@ class JobState:
         return self.state == SUCCESS[kind]
 
 
+def scontrol_fields(text: str) -> dict[str, str]:
+    """``scontrol show job -o`` output as a dict of its ``Key=Value`` words (JobState, ExitCode, NumTasks ...)."""
+    return dict(word.partition("=")[::2] for word in text.split())
+
+
 def parse_state(kind: str, job_id: str, text: str) -> JobState:
     """A :class:`JobState` from the query command's output, or a one-line error naming the job."""
     if kind == "slurm":
-        fields = dict(word.partition("=")[::2] for word in text.split())
+        fields = scontrol_fields(text)
         if "JobState" not in fields:
             raise KitError(f"job {job_id}: no JobState in the output of scontrol: {text.strip()[:200]!r}")
         return JobState(job_id, fields["JobState"], fields.get("ExitCode", ""))

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from hpcai_tf.catalog import Site, load_catalog
-from hpcai_tf.jobs import END_STATES
+from hpcai_tf.jobs import END_STATES, scontrol_fields
 
 TOOLS = ("mungekey", "munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel", "sinfo")
 LOCAL_NODE = "localhost"
@@ -104,12 +104,7 @@ class SlurmCluster:
 
     def job(self, job_id: str) -> dict[str, str]:
         """``scontrol show job -o`` as a dict (JobState, Restarts, ExitCode ...)."""
-        out = self.run("scontrol", "show", "job", "-o", job_id).stdout
-        fields = {}
-        for word in out.split():
-            key, _, value = word.partition("=")
-            fields[key] = value
-        return fields
+        return scontrol_fields(self.run("scontrol", "show", "job", "-o", job_id).stdout)
 
     def wait(self, job_id: str, until, timeout: float, what: str) -> dict[str, str]:
         """Poll the job once a second until ``until(fields)`` holds; fail with its last state after ``timeout``."""
