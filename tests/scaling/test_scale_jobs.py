@@ -22,15 +22,22 @@ from hpcai_tf.site_docs import example_counts
 from hpcai_tf.train.metrics_log import read_records
 
 
+def scale_on_slurm(hpcai, cluster, tmp_path: Path, ranks: str, *options: str, timeout: float):
+    """`hpcai scale gw --ranks RANKS --site local --submit --runtime none --out TMP/scale OPTIONS` from ``tmp_path``;
+    the completed process and the output directory."""
+    out = tmp_path / "scale"
+    result = hpcai("scale", "gw", "--ranks", ranks, "--site", "local", "--submit", "--runtime", "none",
+                   "--out", str(out), *options, env=cluster.env, cwd=tmp_path, timeout=timeout)
+    return result, out
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(900)
 def test_scale_submits_one_job_per_count_waits_and_reports(slurm_cluster, hpcai, tmp_path: Path):
     """1 and 2 ranks as two Slurm jobs: both COMPLETED, their runs in the report, the manifest lists them."""
-    out = tmp_path / "scale"
-    result = hpcai("scale", "gw", "--ranks", "1,2", "--site", "local", "--submit", "--runtime", "none",
-                   "--poll", "2", "--out", str(out), "--", "--smoke", "--epochs", "2", "--no-tensorboard",
-                   env=slurm_cluster.env, cwd=tmp_path, timeout=880)
+    result, out = scale_on_slurm(hpcai, slurm_cluster, tmp_path, "1,2", "--poll", "2", "--", "--smoke",
+                                 "--epochs", "2", "--no-tensorboard", timeout=880)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     manifest = json.loads((out / "scale-jobs.json").read_text())
     assert [(j["ranks"], j["nodes"], j["ranks_per_node"]) for j in manifest["jobs"]] == [(1, 1, 1), (2, 1, 2)]
@@ -53,10 +60,8 @@ def test_scale_submits_one_job_per_count_waits_and_reports(slurm_cluster, hpcai,
 @pytest.mark.timeout(300)
 def test_a_failed_job_ends_the_study_in_one_line(slurm_cluster, hpcai, tmp_path: Path):
     """`hpcai train` refuses an unknown flag in the job: FAILED, named with its log, and no report."""
-    out = tmp_path / "scale"
-    result = hpcai("scale", "gw", "--ranks", "1", "--site", "local", "--submit", "--runtime", "none",
-                   "--poll", "1", "--out", str(out), "--", "--no-such-flag", env=slurm_cluster.env, cwd=tmp_path,
-                   timeout=280)
+    result, out = scale_on_slurm(hpcai, slurm_cluster, tmp_path, "1", "--poll", "1", "--", "--no-such-flag",
+                                 timeout=280)
     assert result.returncode == 2, result.stderr
     job_id = json.loads((out / "scale-jobs.json").read_text())["jobs"][0]["job_id"]
     assert result.stderr == (
@@ -71,9 +76,7 @@ def test_a_failed_job_ends_the_study_in_one_line(slurm_cluster, hpcai, tmp_path:
 @pytest.mark.timeout(300)
 def test_no_wait_submits_lists_the_jobs_and_returns(slurm_cluster, hpcai, tmp_path: Path):
     """`--no-wait`: the job is submitted and listed, the command returns at once, no report is written."""
-    out = tmp_path / "scale"
-    result = hpcai("scale", "gw", "--ranks", "2", "--site", "local", "--submit", "--runtime", "none", "--no-wait",
-                   "--out", str(out), "--", "--no-such-flag", env=slurm_cluster.env, cwd=tmp_path, timeout=60)
+    result, out = scale_on_slurm(hpcai, slurm_cluster, tmp_path, "2", "--no-wait", "--", "--no-such-flag", timeout=60)
     assert result.returncode == 0, result.stderr
     (job,) = json.loads((out / "scale-jobs.json").read_text())["jobs"]
     assert result.stdout.splitlines() == [
