@@ -24,8 +24,9 @@ test-singularity: setup ## Apptainer for real: harness, SIF of the local image, 
 	scripts/apptainer-harness.sh prepare
 	HPCAI_TEST_SINGULARITY=1 $(VENV)/bin/pytest tests/singularity $(PYTEST_ARGS)
 
-lint: setup ## ruff over the package, tests and bench
+lint: setup ## ruff check and ruff format --check over the package, tests and bench
 	$(VENV)/bin/ruff check hpcai_tf tests bench
+	$(VENV)/bin/ruff format --check hpcai_tf tests bench
 
 recipes: setup ## render recipes/<site>/ and docs/stack.md from the catalog
 	$(HPCAI) render

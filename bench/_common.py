@@ -35,8 +35,13 @@ def bench_env(**extra: str) -> dict[str, str]:
 
 def hpcai(*args: str, env: dict[str, str] | None = None) -> None:
     """Run ``hpcai ARGS`` (this Python, this checkout) to completion; its output is dropped, a failure raises."""
-    subprocess.run([sys.executable, "-m", "hpcai_tf", *args], check=True, cwd=REPO, env=env or bench_env(),
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "hpcai_tf", *args],
+        check=True,
+        cwd=REPO,
+        env=env or bench_env(),
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def print_result(value: Any) -> None:
@@ -46,7 +51,7 @@ def print_result(value: Any) -> None:
 
 def results(stdout: str) -> list[Any]:
     """Every ``RESULT`` line's value in a worker's output."""
-    return [json.loads(line[len(RESULT):]) for line in stdout.splitlines() if line.startswith(RESULT)]
+    return [json.loads(line[len(RESULT) :]) for line in stdout.splitlines() if line.startswith(RESULT)]
 
 
 def load_average() -> str:

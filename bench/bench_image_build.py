@@ -29,10 +29,10 @@ from _common import REPO, load_average
 
 sys.path.insert(0, str(REPO))
 
-from hpcai_tf.base_image import make_base_image
 from hpcai_tf.catalog import load_site
-from hpcai_tf.docker_engine import docker_client, docker_host, human_size
-from hpcai_tf.recipes import image_tag
+from hpcai_tf.image.base import make_base_image
+from hpcai_tf.image.docker_engine import docker_client, docker_host, human_size
+from hpcai_tf.recipes.render import image_tag
 
 
 def timed_build(*args: str, root: Path | None = None) -> tuple[float, str]:

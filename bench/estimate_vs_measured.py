@@ -24,9 +24,9 @@ from pathlib import Path
 from _common import ONE_THREAD, bench_env, hpcai, load_average
 
 from hpcai_tf.catalog import load_site
-from hpcai_tf.estimate import Communication, Workload, predict
-from hpcai_tf.model_size import model_size
-from hpcai_tf.report import read_run, scaling_rows
+from hpcai_tf.scaling.estimate import Communication, Workload, predict
+from hpcai_tf.scaling.model_size import model_size
+from hpcai_tf.scaling.report import read_run, scaling_rows
 
 WAVEFORMS = 960
 EPOCHS = 4
@@ -34,8 +34,10 @@ ROUNDS = 2
 
 
 def main() -> None:
-    print(f"AI-GW smoke, {WAVEFORMS} waveforms, {EPOCHS} epochs, 1+1 threads per rank; {load_average()} at the start",
-          flush=True)
+    print(
+        f"AI-GW smoke, {WAVEFORMS} waveforms, {EPOCHS} epochs, 1+1 threads per rank; {load_average()} at the start",
+        flush=True,
+    )
     env = bench_env(**ONE_THREAD)
     found: dict[int, list] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,8 +45,22 @@ def main() -> None:
         hpcai("data", "gw", "--smoke", "--n", str(WAVEFORMS), "--out", str(data), env=env)
         for round_ in range(ROUNDS):
             out = Path(tmp) / f"round-{round_}"
-            hpcai("scale", "gw", "--ranks", "1,2", "--out", str(out), "--", "--smoke", "--data", str(data),
-                  "--epochs", str(EPOCHS), "--no-tensorboard", env=env)
+            hpcai(
+                "scale",
+                "gw",
+                "--ranks",
+                "1,2",
+                "--out",
+                str(out),
+                "--",
+                "--smoke",
+                "--data",
+                str(data),
+                "--epochs",
+                str(EPOCHS),
+                "--no-tensorboard",
+                env=env,
+            )
             for ranks in found:
                 run_dir = out / f"gw-{ranks}ranks"
                 threads = read_provenance_threads(run_dir)
@@ -59,16 +75,23 @@ def main() -> None:
         print(f"  {ranks} rank(s), samples/s per round: {shown}")
     size = model_size("gw", smoke=True)
     site = load_site("local")
-    workload = Workload("gw", one.step_time_s, one.batch_per_rank, size.parameters, size.tensors, size.epochs,
-                        size.dataset_size)
+    workload = Workload(
+        "gw", one.step_time_s, one.batch_per_rank, size.parameters, size.tensors, size.epochs, size.dataset_size
+    )
     predicted = {row.devices: row for row in predict(workload, site, site.node_type(), [1, 2], Communication())}
-    print(f"  model: {size.parameters:,} parameters, batch {one.batch_per_rank} per rank, local site; "
-          f"1-rank step time {one.step_time_s:.3f} s")
-    print(f"  measured (best rounds): 1 rank {measured[1].throughput:8.1f} samples/s, "
-          f"2 ranks {measured[2].throughput:8.1f}, efficiency {measured[2].efficiency:.3f}")
-    print(f"  predicted:              1 rank {predicted[1].throughput:8.1f} samples/s, "
-          f"2 ranks {predicted[2].throughput:8.1f}, efficiency {predicted[2].efficiency:.3f} "
-          f"(exposed allreduce {predicted[2].exposed_comm_s * 1e3:.2f} ms per step)")
+    print(
+        f"  model: {size.parameters:,} parameters, batch {one.batch_per_rank} per rank, local site; "
+        f"1-rank step time {one.step_time_s:.3f} s"
+    )
+    print(
+        f"  measured (best rounds): 1 rank {measured[1].throughput:8.1f} samples/s, "
+        f"2 ranks {measured[2].throughput:8.1f}, efficiency {measured[2].efficiency:.3f}"
+    )
+    print(
+        f"  predicted:              1 rank {predicted[1].throughput:8.1f} samples/s, "
+        f"2 ranks {predicted[2].throughput:8.1f}, efficiency {predicted[2].efficiency:.3f} "
+        f"(exposed allreduce {predicted[2].exposed_comm_s * 1e3:.2f} ms per step)"
+    )
     print(f"  predicted / measured efficiency: {predicted[2].efficiency / measured[2].efficiency:.3f}")
     print(f"  {load_average()} at the end")
 

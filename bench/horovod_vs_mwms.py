@@ -36,7 +36,7 @@ def _model_and_data(seed: int):
     import numpy as np
     import tensorflow as tf
 
-    from hpcai_tf.model_size import _build
+    from hpcai_tf.scaling.model_size import _build
     from hpcai_tf.train.config import resolve_config
 
     config = resolve_config("gw", smoke=True)
@@ -75,8 +75,10 @@ def _settings() -> dict:
     """What the driver checks: the thread counts TensorFlow used and Open MPI's idle policy."""
     import tensorflow as tf
 
-    threads = [tf.config.threading.get_intra_op_parallelism_threads(),
-               tf.config.threading.get_inter_op_parallelism_threads()]
+    threads = [
+        tf.config.threading.get_intra_op_parallelism_threads(),
+        tf.config.threading.get_inter_op_parallelism_threads(),
+    ]
     return {"threads": threads, "yield_when_idle": os.environ.get("OMPI_MCA_mpi_yield_when_idle")}
 
 
@@ -138,14 +140,17 @@ def _checked(found: list[dict], setup: str, mpi: bool = False) -> float:
 
 
 def run_single() -> float:
-    out = subprocess.run([sys.executable, __file__, "single"], capture_output=True, text=True, env=bench_env(),
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "single"], capture_output=True, text=True, env=bench_env(), check=True
+    )
     return _checked(results(out.stdout), "1 process")
 
 
 def _concurrent(commands: list[tuple[list[str], dict[str, str]]], setup: str) -> list[dict]:
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for command, env in commands]
+    procs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for command, env in commands
+    ]
     found = []
     for proc in procs:
         out, err = proc.communicate(timeout=900)
@@ -164,8 +169,22 @@ def run_independent() -> float:
 
 
 def run_horovod() -> float:
-    command = ["mpirun", "-np", "2", "--bind-to", "none", "-x", "TF_CPP_MIN_LOG_LEVEL", "-x", "PYTHONPATH",
-               "-x", "OMPI_MCA_mpi_yield_when_idle", sys.executable, __file__, "horovod"]
+    command = [
+        "mpirun",
+        "-np",
+        "2",
+        "--bind-to",
+        "none",
+        "-x",
+        "TF_CPP_MIN_LOG_LEVEL",
+        "-x",
+        "PYTHONPATH",
+        "-x",
+        "OMPI_MCA_mpi_yield_when_idle",
+        sys.executable,
+        __file__,
+        "horovod",
+    ]
     out = subprocess.run(command, capture_output=True, text=True, env=bench_env(), check=True)
     return _checked(results(out.stdout), "Horovod", mpi=True)
 
@@ -184,8 +203,12 @@ def run_mwms() -> float:
     return _checked(_concurrent(commands, "MWMS"), "MWMS")
 
 
-SETUPS = {"1 process": run_single, "2 independent processes": run_independent, "Horovod, 2 ranks": run_horovod,
-          "MWMS, 2 workers": run_mwms}
+SETUPS = {
+    "1 process": run_single,
+    "2 independent processes": run_independent,
+    "Horovod, 2 ranks": run_horovod,
+    "MWMS, 2 workers": run_mwms,
+}
 
 
 def main() -> None:
@@ -193,8 +216,11 @@ def main() -> None:
         worker = {"single": worker_single, "horovod": worker_horovod, "mwms": worker_mwms}[sys.argv[1]]
         print_result(worker())
         return
-    print(f"Horovod vs MultiWorkerMirroredStrategy: AI-GW WaveNet (smoke), batch {BATCH} per worker, "
-          f"{STEPS} timed steps, 1+1 threads per process; {load_average()} at the start", flush=True)
+    print(
+        f"Horovod vs MultiWorkerMirroredStrategy: AI-GW WaveNet (smoke), batch {BATCH} per worker, "
+        f"{STEPS} timed steps, 1+1 threads per process; {load_average()} at the start",
+        flush=True,
+    )
     rates: dict[str, list[float]] = {name: [] for name in SETUPS}
     for _ in range(ROUNDS):  # alternate, so that a burst of other load does not hit one setup only
         for name, run in SETUPS.items():

@@ -103,20 +103,37 @@ def plain_fit(data: Path, run_dir: Path) -> dict:
             seconds.append(time.perf_counter() - self.start)
 
     model.fit(dataset, epochs=EPOCHS, steps_per_epoch=prepared.steps_per_epoch, verbose=0, callbacks=[EpochTimes()])
-    threads = [tf.config.threading.get_intra_op_parallelism_threads(),
-               tf.config.threading.get_inter_op_parallelism_threads()]
+    threads = [
+        tf.config.threading.get_intra_op_parallelism_threads(),
+        tf.config.threading.get_inter_op_parallelism_threads(),
+    ]
     return {"seconds": seconds[1:], "samples": prepared.steps_per_epoch * prepared.batch, "threads": threads}
 
 
 def kit_loop(data: Path, run_dir: Path) -> dict:
     """Training seconds of each epoch after the first of ``hpcai train gw --ranks 1``."""
-    hpcai("train", "gw", "--ranks", "1", "--smoke", "--data", str(data), "--epochs", str(EPOCHS),
-          "--run-dir", str(run_dir), "--no-tensorboard")
+    hpcai(
+        "train",
+        "gw",
+        "--ranks",
+        "1",
+        "--smoke",
+        "--data",
+        str(data),
+        "--epochs",
+        str(EPOCHS),
+        "--run-dir",
+        str(run_dir),
+        "--no-tensorboard",
+    )
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in records if r["type"] == "epoch"][1:]
     threads = records[0]["threads_per_rank"]
-    return {"seconds": [e["train_time_s"] for e in epochs], "samples": epochs[0]["steps"] * epochs[0]["batch_per_rank"],
-            "threads": [threads["intra_op"], threads["inter_op"]]}
+    return {
+        "seconds": [e["train_time_s"] for e in epochs],
+        "samples": epochs[0]["steps"] * epochs[0]["batch_per_rank"],
+        "threads": [threads["intra_op"], threads["inter_op"]],
+    }
 
 
 def main() -> None:
@@ -133,8 +150,13 @@ def main() -> None:
         hpcai("data", "gw", "--smoke", "--n", str(WAVEFORMS), "--out", str(data))
 
         def worker(what: str, run: str) -> object:
-            out = subprocess.run([sys.executable, __file__, what, str(data), str(root / run)], check=True,
-                                 capture_output=True, text=True, env=bench_env())
+            out = subprocess.run(
+                [sys.executable, __file__, what, str(data), str(root / run)],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=bench_env(),
+            )
             return results(out.stdout)[0]
 
         pipeline, step = worker("pipeline", "pipeline")
@@ -152,8 +174,10 @@ def main() -> None:
     print(f"  input pipeline alone:       {pipeline:8.1f} samples/s")
     print(f"  training steps (in memory): {step:8.1f} samples/s")
     print(f"  data arrives {pipeline / step:.2f}x as fast as it is consumed")
-    print(f"  epochs 2-{EPOCHS} of {ROUNDS} alternating rounds, {samples} samples each, {intra}+{inter} threads:"
-          "   best   median")
+    print(
+        f"  epochs 2-{EPOCHS} of {ROUNDS} alternating rounds, {samples} samples each, {intra}+{inter} threads:"
+        "   best   median"
+    )
     print(f"  plain model.fit:            {best_plain:8.1f} {median_plain:8.1f} samples/s")
     print(f"  kit's loop (hpcai train):   {best_kit:8.1f} {median_kit:8.1f} samples/s")
     print(f"  kit / plain fit:            {best_kit / best_plain:8.3f} {median_kit / median_plain:8.3f}")

@@ -18,6 +18,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from hpcai_tf.errors import KitError
+from hpcai_tf.files import display_path
 from hpcai_tf.paths import SITES_DIR
 
 VERSION = r"^\d+(\.\d+){1,3}$"
@@ -177,9 +178,7 @@ class Mpi(_Strict):
 class BaseImage(_Strict):
     """Where the image starts."""
 
-    ref: Token = Field(
-        description="Base image reference, e.g. 'nvidia/cuda:11.8.0-cudnn8-devel-ubuntu22.04'."
-    )
+    ref: Token = Field(description="Base image reference, e.g. 'nvidia/cuda:11.8.0-cudnn8-devel-ubuntu22.04'.")
     origin: Literal["registry", "debootstrap"] = Field(
         description="'registry': pulled; 'debootstrap': made on the build host (`hpcai base`), no registry."
     )
@@ -224,8 +223,8 @@ class Stack(_Strict):
     )
     mpi4py: Version = Field(description="mpi4py.")
     h5py: Version = Field(description="h5py, which the training package reads its data with.")
-    extra_pip: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+==[0-9][A-Za-z0-9.]*$")]] = (
-        Field(default_factory=list, description="Further pip packages, each pinned as 'name==version'.")
+    extra_pip: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+==[0-9][A-Za-z0-9.]*$")]] = Field(
+        default_factory=list, description="Further pip packages, each pinned as 'name==version'."
     )
 
 
@@ -239,9 +238,7 @@ class Site(_Strict):
     summary: Text = Field(description="One line on what the system is.")
     node_types: list[NodeType] = Field(min_length=1, description="Kinds of compute node.")
     default_node_type: Name = Field(description="Node type used when `--node-type` is not given.")
-    partitions: list[Partition] = Field(
-        min_length=1, description="Partitions/queues and the job sizes they take."
-    )
+    partitions: list[Partition] = Field(min_length=1, description="Partitions/queues and the job sizes they take.")
     interconnect: Interconnect
     scheduler: Scheduler
     runtime: Runtime
@@ -322,14 +319,6 @@ def _has_field(model: BaseModel, dotted: str) -> bool:
         else:
             return False
     return True
-
-
-def display_path(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it, else as given."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _format_error(path: Path, err: ValidationError) -> str:

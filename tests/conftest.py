@@ -14,12 +14,14 @@ REPO = Path(__file__).resolve().parent.parent
 HPCAI = [sys.executable, "-m", "hpcai_tf"]
 
 
-def run_hpcai(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_hpcai(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``hpcai ARGS`` in a subprocess; returns the completed process (text output)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([*HPCAI, *args], capture_output=True, text=True, env=full_env, cwd=cwd or REPO,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [*HPCAI, *args], capture_output=True, text=True, env=full_env, cwd=cwd or REPO, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from hpcai_tf.catalog import Site, load_catalog
-from hpcai_tf.jobs import END_STATES, scontrol_fields
+from hpcai_tf.launch.job_state import END_STATES, scontrol_fields
 
 TOOLS = ("mungekey", "munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel", "sinfo")
 LOCAL_NODE = "localhost"

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from hpcai_tf.paths import KIT_ROOT
+from hpcai_tf.paths import WHEELS_DIR
 
 RUNTIMES = ("docker", "singularity")
 
@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--wheels",
         type=_optional_path,
-        default=KIT_ROOT / ".cache" / "wheels",
+        default=WHEELS_DIR,
         metavar="DIR",
         help="prebuilt Horovod wheels, staged when they fit the site (default: .cache/wheels, which "
         "scripts/setup-venv.sh fills; 'none' compiles Horovod in the image)",
@@ -130,10 +130,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from hpcai_tf.build import build_recipe_dir, build_recipe_sif, build_site_docker, build_site_sif
-    from hpcai_tf.build_context import BuildOptions
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.docker_engine import human_size
+    from hpcai_tf.image.build import build_recipe_dir, build_recipe_sif, build_site_docker, build_site_sif
+    from hpcai_tf.image.context import BuildOptions
+    from hpcai_tf.image.docker_engine import human_size
 
     options = BuildOptions(ca_bundle=args.ca_bundle, index_url=args.index_url, wheels_dir=args.wheels)
     if args.recipe is not None:
@@ -152,9 +152,9 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _base(args: argparse.Namespace) -> int:
-    from hpcai_tf.base_image import ensure_base_image, make_base_image
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.docker_engine import docker_client
+    from hpcai_tf.image.base import ensure_base_image, make_base_image
+    from hpcai_tf.image.docker_engine import docker_client
 
     site = load_site(args.site)
     client = docker_client()
@@ -168,7 +168,7 @@ def _base(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.verify import verify_image
+    from hpcai_tf.image.verify import verify_image
 
     verify_image(load_site(args.site), args.runtime, image=args.image, ranks=args.ranks, steps=args.steps)
     return 0  # a failed check ends in a KitError naming it
@@ -176,7 +176,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from hpcai_tf.errors import KitError
-    from hpcai_tf.inspect_image import format_inspection, inspect_image, site_image
+    from hpcai_tf.image.inspection import format_inspection, inspect_image, site_image
 
     if bool(args.image) == bool(args.site):
         raise KitError("inspect: name an IMAGE or give --site, not both")
@@ -188,7 +188,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.export import export_image
+    from hpcai_tf.image.export import export_image
 
     path, digest = export_image(load_site(args.site), args.runtime, args.out)
     print(f"{path}\nsha256 {digest} (in {path.name}.sha256)")
@@ -196,7 +196,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from hpcai_tf.clean import clean
+    from hpcai_tf.image.clean import clean
 
     clean(keep_base=args.keep_base, dry_run=args.dry_run)
     return 0

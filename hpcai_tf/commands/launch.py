@@ -71,8 +71,8 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
 def launch_request(args: argparse.Namespace, nodes: int, ranks_per_node: int | None, run_root: str | None):
     """The :class:`LaunchRequest` of the parsed job options (see :func:`add_job_options`)."""
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.jsrun import LAYOUTS
-    from hpcai_tf.launch import LaunchRequest
+    from hpcai_tf.launch.job_script import LaunchRequest
+    from hpcai_tf.launch.jsrun import LAYOUTS
 
     if args.jsrun_layout is not None and args.jsrun_layout not in LAYOUTS:
         raise KitError(f"--jsrun-layout: expected one of {', '.join(LAYOUTS)}, got {args.jsrun_layout!r}")
@@ -105,9 +105,9 @@ def _count(value: str | None, flag: str) -> int | None:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from hpcai_tf.launch import render_job_script
-    from hpcai_tf.recipes import write_atomic
-    from hpcai_tf.submit import submit_job_script
+    from hpcai_tf.files import write_atomic
+    from hpcai_tf.launch.job_script import render_job_script
+    from hpcai_tf.launch.submit import submit_job_script
 
     request = launch_request(
         args,

@@ -27,9 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     render.add_argument("--site", action="append", help="site id (repeatable; default: every site)")
     render.add_argument("--out", type=Path, default=RECIPES_DIR, help="output directory (default: recipes/)")
-    render.add_argument(
-        "--print", action="store_true", dest="show", help="print the recipes instead of writing"
-    )
+    render.add_argument("--print", action="store_true", dest="show", help="print the recipes instead of writing")
     render.set_defaults(func=_render)
 
     constraints = sub.add_parser(
@@ -69,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _sites(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import Site, load_catalog
-    from hpcai_tf.stack_table import stack_table
+    from hpcai_tf.sitedocs.stack_table import stack_table
 
     if args.schema:
         print(json.dumps(Site.model_json_schema(), indent=2))
@@ -80,7 +78,7 @@ def _sites(args: argparse.Namespace) -> int:
 
 def _render(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_catalog, load_site
-    from hpcai_tf.recipes import patch_files, render_site, write_site
+    from hpcai_tf.recipes.render import patch_files, render_site, write_site
 
     sites = [load_site(s) for s in args.site] if args.site else load_catalog()
     for site in sites:  # validate and render everything first: no half-written output
@@ -97,8 +95,9 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _constraints(args: argparse.Namespace) -> int:
-    from hpcai_tf.catalog import display_path, load_catalog, load_site
-    from hpcai_tf.constraints import PYPI, write_constraints
+    from hpcai_tf.catalog import load_catalog, load_site
+    from hpcai_tf.files import display_path
+    from hpcai_tf.recipes.constraints import PYPI, write_constraints
 
     sites = [load_site(s) for s in args.site] if args.site else [s for s in load_catalog() if s.stack.channel == "pip"]
     for site in sites:
@@ -109,7 +108,7 @@ def _constraints(args: argparse.Namespace) -> int:
 
 def _extend(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.extend import write_derived
+    from hpcai_tf.recipes.derived import write_derived
 
     out = args.out or Path("derived") / args.name
     for path in write_derived(load_site(args.site), args.name, args.pip, args.apt, out):
@@ -119,9 +118,9 @@ def _extend(args: argparse.Namespace) -> int:
 
 def _docs(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_catalog
-    from hpcai_tf.recipes import write_atomic
-    from hpcai_tf.site_docs import site_page
-    from hpcai_tf.stack_table import catalog_reference, stack_page
+    from hpcai_tf.files import write_atomic
+    from hpcai_tf.sitedocs.site_page import site_page
+    from hpcai_tf.sitedocs.stack_table import catalog_reference, stack_page
 
     sites = load_catalog()
     pages = {"stack.md": stack_page(sites), "catalog.md": catalog_reference()}

@@ -94,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _scale(args: argparse.Namespace) -> int:
-    from hpcai_tf.report import markdown_table, read_runs, scaling_rows
+    from hpcai_tf.scaling.report import markdown_table, read_runs, scaling_rows
 
     if args.submit or args.site:
         run_dirs = _scale_jobs(args)
@@ -113,7 +113,7 @@ def _scale(args: argparse.Namespace) -> int:
 
 def _scale_jobs(args: argparse.Namespace) -> list[Path] | None:
     """Submit one job per rank count; the run directories once all have ended (None with --no-wait)."""
-    from hpcai_tf.scale_jobs import submit_scale_jobs, wait_and_check
+    from hpcai_tf.launch.scale_jobs import submit_scale_jobs, wait_and_check
 
     if not (args.submit and args.site):
         raise KitError("--site and --submit: give both to run the counts as batch jobs (neither: mpirun here)")
@@ -134,8 +134,18 @@ def _scale_here(args: argparse.Namespace) -> list[Path]:
     run_dirs = []
     for ranks in args.ranks:
         run_dir = args.out / f"{args.workload}-{ranks}ranks"
-        command = [sys.executable, "-m", "hpcai_tf", "train", args.workload, "--ranks", str(ranks),
-                   "--run-dir", str(run_dir), *args.passthrough]
+        command = [
+            sys.executable,
+            "-m",
+            "hpcai_tf",
+            "train",
+            args.workload,
+            "--ranks",
+            str(ranks),
+            "--run-dir",
+            str(run_dir),
+            *args.passthrough,
+        ]
         print(f"hpcai scale: {ranks} rank(s) -> {run_dir}", flush=True)
         if subprocess.run(command, check=False).returncode != 0:
             raise KitError(f"scale: the {ranks}-rank run failed; see {run_dir}")
@@ -144,8 +154,8 @@ def _scale_here(args: argparse.Namespace) -> list[Path]:
 
 
 def _write_report(rows, out: Path | None, title: str, stem: str, workers: str = "workers") -> None:
-    from hpcai_tf.recipes import write_atomic
-    from hpcai_tf.report import csv_table, markdown_table, plot_scaling
+    from hpcai_tf.files import write_atomic
+    from hpcai_tf.scaling.report import csv_table, markdown_table, plot_scaling
 
     if out is None:
         return
@@ -155,7 +165,7 @@ def _write_report(rows, out: Path | None, title: str, stem: str, workers: str = 
 
 
 def _report(args: argparse.Namespace) -> int:
-    from hpcai_tf.report import markdown_table, read_runs, scaling_rows
+    from hpcai_tf.scaling.report import markdown_table, read_runs, scaling_rows
 
     runs = read_runs(args.runs)
     rows = scaling_rows(runs)
@@ -166,8 +176,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _estimate(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.estimate import Communication, Workload, predict
-    from hpcai_tf.report import read_run
+    from hpcai_tf.scaling.estimate import Communication, Workload, predict
+    from hpcai_tf.scaling.report import read_run
 
     site = load_site(args.site)
     node = site.node_type(args.node_type)
@@ -182,27 +192,33 @@ def _estimate(args: argparse.Namespace) -> int:
     else:
         if not args.batch:
             raise KitError("--batch: required with --step-time (the batch per device it was measured at)")
-        from hpcai_tf.model_size import training_length
+        from hpcai_tf.scaling.model_size import training_length
 
         step, batch = args.step_time, args.batch
         epochs, dataset = training_length(args.workload)
     if args.params and args.tensors:
         params, tensors = args.params, args.tensors
     else:
-        from hpcai_tf.model_size import model_size
+        from hpcai_tf.scaling.model_size import model_size
 
         size = model_size(args.workload, smoke=args.smoke)
         params, tensors = args.params or size.parameters, args.tensors or size.tensors
     if step <= 0 or not 0 <= args.overlap <= 1 or args.fusion_mb < 0:
         raise KitError("estimate: expected --step-time > 0, 0 <= --overlap <= 1 and --fusion-mb >= 0")
     workload = Workload(args.workload, step, batch, params, tensors, epochs, dataset)
-    comm = Communication(algorithm=args.algorithm, fusion_bytes=int(args.fusion_mb * 1024 * 1024),
-                         overlap=args.overlap, fp16=args.fp16_allreduce)
+    comm = Communication(
+        algorithm=args.algorithm,
+        fusion_bytes=int(args.fusion_mb * 1024 * 1024),
+        overlap=args.overlap,
+        fp16=args.fp16_allreduce,
+    )
     rows = predict(workload, site, node, args.gpus, comm)
     price = args.price or node.cloud_price_per_device_hour
-    print(f"# {args.workload} on {site.id} ({node.name}): {params:,} parameters in {tensors} tensors, "
-          f"{step * 1000:.1f} ms/step at batch {batch} per device, {comm.algorithm} allreduce")
-    from hpcai_tf.report import markdown_table
+    print(
+        f"# {args.workload} on {site.id} ({node.name}): {params:,} parameters in {tensors} tensors, "
+        f"{step * 1000:.1f} ms/step at batch {batch} per device, {comm.algorithm} allreduce"
+    )
+    from hpcai_tf.scaling.report import markdown_table
 
     print(markdown_table(rows), end="")
     if price:
@@ -216,7 +232,7 @@ def _estimate(args: argparse.Namespace) -> int:
 
 def _cost(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.cost import run_costs
+    from hpcai_tf.scaling.cost import run_costs
 
     for line in run_costs(args.runs, args.price, load_site(args.site) if args.site else None, load_site):
         print(line)

@@ -61,13 +61,9 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ranks", type=int, metavar="N", help="start mpirun -np N on this node")
     parser.add_argument("--run-dir", metavar="DIR", help="run directory (default runs/<workload>-<time>)")
     parser.add_argument("--config", metavar="FILE", help="a TOML file overriding the workload's config")
-    parser.add_argument(
-        "--smoke", action="store_true", help="reduced sizes; generates its own data if no --data"
-    )
+    parser.add_argument("--smoke", action="store_true", help="reduced sizes; generates its own data if no --data")
     parser.add_argument("--data", metavar="PATH", help="GW: HDF5 file; DES: data directory; resnet50: shards")
-    parser.add_argument(
-        "--synthetic", action="store_true", help="resnet50: random in-memory data (throughput)"
-    )
+    parser.add_argument("--synthetic", action="store_true", help="resnet50: random in-memory data (throughput)")
     parser.add_argument("--epochs", type=int, metavar="N")
     parser.add_argument("--batch-per-rank", type=int, metavar="N")
     parser.add_argument("--lr", type=float, metavar="X", help="base LR (per worker, or per 256 for resnet50)")
@@ -81,9 +77,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="any config key, e.g. model.channels=32",
     )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the run's checkpoint if there is one"
-    )
+    parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint if there is one")
     parser.add_argument(
         "--deterministic",
         action="store_true",
@@ -216,9 +210,7 @@ def _run_this_rank(args: argparse.Namespace) -> int:
         raise
     except KitError as err:
         rank, size = _current_rank()
-        if (
-            size > 1
-        ):  # an error on this rank alone: end it now, so that mpirun ends the others (no MPI_Finalize)
+        if size > 1:  # an error on this rank alone: end it now, so that mpirun ends the others (no MPI_Finalize)
             print(f"hpcai: error: {err}" + (f" (rank {rank})" if rank else ""), file=sys.stderr, flush=True)
             os._exit(err.exit_code)
         raise
@@ -236,9 +228,7 @@ def _register_data(subparsers: argparse._SubParsersAction) -> None:
     kinds = parser.add_subparsers(dest="data_kind", metavar="KIND", required=True)
 
     gw = kinds.add_parser("gw", help="binary black hole h22 waveforms from lalsuite (IMRPhenomXAS) into HDF5")
-    gw.add_argument(
-        "--n", type=int, metavar="N", help="number of waveforms (default: the config's data.samples)"
-    )
+    gw.add_argument("--n", type=int, metavar="N", help="number of waveforms (default: the config's data.samples)")
     gw.add_argument("--out", required=True, metavar="FILE.h5")
     gw.add_argument("--noise", type=float, metavar="SNR", help="whitened aLIGO noise at this optimal SNR")
     gw.add_argument("--length", type=int, metavar="SAMPLES", help="samples per waveform")
@@ -247,18 +237,14 @@ def _register_data(subparsers: argparse._SubParsersAction) -> None:
     gw.set_defaults(func=data_gw_command)
 
     des = kinds.add_parser("des", help="GalSim spiral and elliptical galaxies into TFRecord shards")
-    des.add_argument(
-        "--n", type=int, metavar="N", help="number of images (default: the config's data.samples)"
-    )
+    des.add_argument("--n", type=int, metavar="N", help="number of images (default: the config's data.samples)")
     des.add_argument("--out", required=True, metavar="DIR")
     des.add_argument("--size", type=int, metavar="PIXELS", help="image width and height")
     des.add_argument("--shards", type=int, metavar="N", help="training shards")
     _common_data_flags(des)
     des.set_defaults(func=data_des_command)
 
-    imagenet = kinds.add_parser(
-        "imagenet", help="ImageNet folders into TFRecord shards, or a small synthetic set"
-    )
+    imagenet = kinds.add_parser("imagenet", help="ImageNet folders into TFRecord shards, or a small synthetic set")
     source = imagenet.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--from", dest="source", metavar="DIR", help="raw layout: DIR/train/<synset>/, DIR/val/<synset>/"
@@ -276,9 +262,7 @@ def _register_data(subparsers: argparse._SubParsersAction) -> None:
 
 def _common_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, metavar="N")
-    parser.add_argument(
-        "--workers", type=int, metavar="N", help="processes (default: all cores; 1 per MPI rank)"
-    )
+    parser.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores; 1 per MPI rank)")
     parser.add_argument("--smoke", action="store_true", help="use the smoke preset's data settings")
     parser.add_argument("--config", metavar="FILE", help="take the data settings from this config file")
 
@@ -343,9 +327,7 @@ def data_des_command(args: argparse.Namespace) -> int:
         gen = dataclasses.replace(gen, shards=args.shards)
     world = _data_world(args)
     out = generate_des_dir(args.out, gen, **world)
-    return _done(
-        world["rank"], f"wrote {gen.n} galaxy images of {gen.spec.image_size} pixels to {out}", start
-    )
+    return _done(world["rank"], f"wrote {gen.n} galaxy images of {gen.spec.image_size} pixels to {out}", start)
 
 
 def data_imagenet_command(args: argparse.Namespace) -> int:
@@ -362,9 +344,7 @@ def data_imagenet_command(args: argparse.Namespace) -> int:
         changes = {k: v for k, v in (("classes", args.classes), ("image_size", args.size)) if v is not None}
         spec = dataclasses.replace(spec, **changes)
         out = generate_synthetic_imagenet(args.out, spec, **world)
-        return _done(
-            world["rank"], f"wrote {spec.n} + {spec.validation_samples} synthetic images to {out}", start
-        )
+        return _done(world["rank"], f"wrote {spec.n} + {spec.validation_samples} synthetic images to {out}", start)
     out = convert_imagenet(
         args.source,
         args.out,

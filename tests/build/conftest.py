@@ -187,7 +187,7 @@ def base_image(cli, kit_root: Path) -> str:
 @pytest.fixture(scope="session")
 def local_image(cli, base_image: str, kit_root: Path) -> BuiltImage:
     """The local site's image, built through the CLI as a user would (``hpcai build --site local``)."""
-    from hpcai_tf.build_context import kit_digest
+    from hpcai_tf.image.context import kit_digest
 
     result = cli("build", "--site", "local", timeout=3000)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr

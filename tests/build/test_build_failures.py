@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcai_tf.build import recipe_dir_tag
+from hpcai_tf.image.build import recipe_dir_tag
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hpcai_tf.build_context import (
+from hpcai_tf.catalog import load_site
+from hpcai_tf.errors import KitError
+from hpcai_tf.image.context import (
     BuildOptions,
     horovod_wheel_reason,
     horovod_wheels,
@@ -15,13 +17,12 @@ from hpcai_tf.build_context import (
     stage_context,
     stage_recipe_context,
 )
-from hpcai_tf.build_host import REFERENCE_HOST, BuildHost, build_blockers, refuse_blocked
-from hpcai_tf.catalog import load_site
-from hpcai_tf.docker_build import dockerfile_steps
-from hpcai_tf.errors import KitError
-from hpcai_tf.recipes import constraints_path, render_recipe, render_site, render_steps
-from hpcai_tf.singularity_runtime import build_command
-from hpcai_tf.verify import expected_check_build, judge_check_build, judge_ranks, mpirun, parse_check_build
+from hpcai_tf.image.docker_build import dockerfile_steps
+from hpcai_tf.image.host import REFERENCE_HOST, BuildHost, build_blockers, refuse_blocked
+from hpcai_tf.image.singularity import build_command
+from hpcai_tf.image.verify import expected_check_build, judge_check_build, judge_ranks, mpirun, parse_check_build
+from hpcai_tf.recipes.build_inputs import build_inputs
+from hpcai_tf.recipes.render import constraints_path, render_recipe, render_site, render_steps
 
 # `horovodrun --check-build` of the local image, as Horovod 0.28.1 prints it.
 CHECK_BUILD = """
@@ -59,7 +60,7 @@ def test_quiet_progress_shows_steps_and_cache_hits_and_keeps_the_tail():
     """Chunks as the engine streams them: step lines and cache hits printed, a step's output only logged."""
     import io
 
-    from hpcai_tf.docker_build import _Progress
+    from hpcai_tf.image.docker_build import _Progress
 
     chunks = [
         "Step 1/3 : FROM base:1",
@@ -118,12 +119,15 @@ def test_only_a_fitting_horovod_wheel_is_staged(tmp_path):
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the local site is x86_64")
-@pytest.mark.parametrize("record", [
-    None,
-    "not json",
-    '{"python": "3.11.7", "tensorflow": "tensorflow-cpu==2.14.0"}',
-    '{"python": "3.10.12", "tensorflow": "tensorflow-cpu==2.15.1"}',
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        None,
+        "not json",
+        '{"python": "3.11.7", "tensorflow": "tensorflow-cpu==2.14.0"}',
+        '{"python": "3.10.12", "tensorflow": "tensorflow-cpu==2.15.1"}',
+    ],
+)
 def test_a_wheel_without_a_matching_record_is_never_staged(tmp_path, record):
     """No sidecar, an unreadable one, or one naming another TensorFlow or Python minor: Horovod compiles instead."""
     wheel = tmp_path / "horovod-0.28.1-cp311-cp311-linux_x86_64.whl"
@@ -140,18 +144,18 @@ def test_staged_context_holds_what_the_recipe_copies(tmp_path):
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     site = load_site("local")
-    staged = stage_context(site, BuildOptions(ca_bundle=bundle, wheels_dir=wheels), dest=tmp_path / "ctx")
+    staged = stage_context(build_inputs(site), BuildOptions(ca_bundle=bundle, wheels_dir=wheels), dest=tmp_path / "ctx")
     ctx = staged.path
     assert sorted(p.name for p in ctx.iterdir()) == ["Singularity.def", "build", "constraints", "kit", "recipe"]
     assert (ctx / "constraints/local.txt").read_text() == constraints_path(site).read_text()
     assert (ctx / "build/options/ca-bundle.crt").read_text() == bundle.read_text()
     assert list((ctx / "build/wheels").iterdir()) == []
     assert {p.name: p.read_text() for p in (ctx / "recipe").iterdir()} == render_site(site)
-    assert (ctx / "kit/hpcai_tf/selftest.py").is_file() and (ctx / "kit/pyproject.toml").is_file()
+    assert (ctx / "kit/hpcai_tf/train/selftest.py").is_file() and (ctx / "kit/pyproject.toml").is_file()
     assert not list((ctx / "kit").rglob("__pycache__"))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     with pytest.raises(KitError, match="--ca-bundle: no such file"):
-        stage_context(site, BuildOptions(ca_bundle=tmp_path / "missing.crt"), dest=tmp_path / "ctx")
+        stage_context(build_inputs(site), BuildOptions(ca_bundle=tmp_path / "missing.crt"), dest=tmp_path / "ctx")
     assert (ctx / "recipe/Dockerfile").is_file()  # a failed staging leaves the previous context whole
 
 
@@ -201,7 +205,10 @@ def test_staged_recipe_dir_holds_its_files_and_the_build_options(tmp_path):
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     staged = stage_recipe_context(recipe, BuildOptions(ca_bundle=bundle), tmp_path / "ctx").path
     assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()) == [
-        "Dockerfile", "build/options/ca-bundle.crt", "build/options/options.sh", "constraints.txt"
+        "Dockerfile",
+        "build/options/ca-bundle.crt",
+        "build/options/options.sh",
+        "constraints.txt",
     ]
     assert (staged / "build/options/options.sh").read_text() == options_script(BuildOptions(ca_bundle=bundle))
     assert (recipe / "build/options/options.sh").read_text() == "export PIP_CERT=/stale\n"
@@ -212,25 +219,36 @@ def test_staged_recipe_dir_holds_its_files_and_the_build_options(tmp_path):
 
 def test_reference_machine_builds_only_the_local_site():
     """What the site pages say: local builds there; hal and summit are ppc64le from a registry; bridges-ai pulls."""
-    reasons = {site: [b.reason for b in build_blockers(load_site(site), REFERENCE_HOST)]
-               for site in ("local", "bridges-ai", "hal", "summit")}
+    reasons = {
+        site: [b.reason for b in build_blockers(load_site(site), REFERENCE_HOST)]
+        for site in ("local", "bridges-ai", "hal", "summit")
+    }
     assert reasons["local"] == []
     assert reasons["bridges-ai"] == [
         "builds FROM nvidia/cuda:11.8.0-devel-ubuntu22.04, which is not in the Docker engine and cannot be pulled "
         "(no registry is reachable there)"
     ]
-    assert reasons["hal"] == reasons["summit"] == [
-        "builds a ppc64le image and the reference machine is x86_64 with no ppc64le emulation",
-        "builds FROM registry.access.redhat.com/ubi8/ubi:8.8, which is not in the Docker engine and cannot be "
-        "pulled (no registry is reachable there)",
-    ]
+    assert (
+        reasons["hal"]
+        == reasons["summit"]
+        == [
+            "builds a ppc64le image and the reference machine is x86_64 with no ppc64le emulation",
+            "builds FROM registry.access.redhat.com/ubi8/ubi:8.8, which is not in the Docker engine and cannot be "
+            "pulled (no registry is reachable there)",
+        ]
+    )
 
 
 def test_emulation_or_a_loaded_base_lifts_a_blocker():
     """A registered qemu-ppc64le lifts the arch blocker; a base already in the engine needs no registry."""
     hal = load_site("hal")
-    host = BuildHost("this host", "x86_64", emulated=frozenset({"ppc64le"}), base_images=frozenset({hal.base.ref}),
-                     registry_error="no such host")
+    host = BuildHost(
+        "this host",
+        "x86_64",
+        emulated=frozenset({"ppc64le"}),
+        base_images=frozenset({hal.base.ref}),
+        registry_error="no such host",
+    )
     assert build_blockers(hal, host) == []
     before_engine = BuildHost("this host", "x86_64")
     with pytest.raises(KitError) as err:

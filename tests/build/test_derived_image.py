@@ -25,8 +25,12 @@ def test_derived_recipe_builds_on_the_local_image_with_the_build_options(cli, do
     try:
         out = client.containers.run(
             tag[1],
-            ["bash", "-c", "grep -E '^(tabulate|tensorflow-cpu|horovod)==' /opt/hpcai/derived/packages.txt; "
-             "test ! -e /opt/hpcai-build && echo no-build-inputs"],
+            [
+                "bash",
+                "-c",
+                "grep -E '^(tabulate|tensorflow-cpu|horovod)==' /opt/hpcai/derived/packages.txt; "
+                "test ! -e /opt/hpcai-build && echo no-build-inputs",
+            ],
             remove=True,
         ).decode()
         assert out == "horovod==0.28.1\ntabulate==0.9.0\ntensorflow-cpu==2.15.1\nno-build-inputs\n"

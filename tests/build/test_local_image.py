@@ -10,10 +10,10 @@ import tarfile
 
 import pytest
 
-from hpcai_tf.build import KIT_SOURCE_LABEL
-from hpcai_tf.build_context import kit_digest
 from hpcai_tf.catalog import load_site
-from hpcai_tf.constraints import canonical, read_constraints, top_level_pins
+from hpcai_tf.image.build import KIT_SOURCE_LABEL
+from hpcai_tf.image.context import kit_digest
+from hpcai_tf.recipes.constraints import canonical, read_constraints, top_level_pins
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -31,10 +31,15 @@ def test_local_image_is_tagged_by_its_recipe_and_carries_the_kit(docker_engine, 
 def test_pip_freeze_in_the_image_is_the_pins_and_the_constraints(docker_engine, local_image, kit_root):
     """Every package in the image at its catalog pin or its constraint, nothing else but the kit; the constraints
     file kept in the image is the committed one, whose sha256 provenance.json records."""
-    out = docker_engine.client().containers.run(
-        local_image.tag, ["sh", "-c", "cat /opt/hpcai/packages.txt; echo '==>'; cat /opt/hpcai/constraints.txt"],
-        remove=True,
-    ).decode()
+    out = (
+        docker_engine.client()
+        .containers.run(
+            local_image.tag,
+            ["sh", "-c", "cat /opt/hpcai/packages.txt; echo '==>'; cat /opt/hpcai/constraints.txt"],
+            remove=True,
+        )
+        .decode()
+    )
     frozen, kept = out.split("==>\n")
     committed = kit_root / "containers" / "constraints" / "local.txt"
     assert kept == committed.read_text()

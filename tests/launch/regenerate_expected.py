@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from test_scripts import CASES, EXPECTED, request_for
 
-from hpcai_tf.launch import render_job_script
+from hpcai_tf.launch.job_script import render_job_script
 
 if __name__ == "__main__":
     for name, case in CASES.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 
 from hpcai_tf.catalog import load_site
-from hpcai_tf.launch import LaunchRequest, render_job_script
+from hpcai_tf.launch.job_script import LaunchRequest, render_job_script
 
 EVIL = ("; touch /tmp/hpcai-injected", "$(touch /tmp/hpcai-substituted)", "`id`", "a\nb", "'quoted' \"twice\"", "")
 

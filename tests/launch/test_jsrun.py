@@ -6,7 +6,7 @@ import pytest
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.errors import KitError
-from hpcai_tf.jsrun import ResourceSets, resource_sets
+from hpcai_tf.launch.jsrun import ResourceSets, resource_sets
 
 SUMMIT = load_site("summit").node_type()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from hpcai_tf.catalog import load_site
-from hpcai_tf.launch import LaunchRequest, plan_job
+from hpcai_tf.launch.job_script import LaunchRequest, plan_job
 
 
 def plan(site_id: str, **values):

@@ -16,8 +16,8 @@ import pytest
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.cli import main
-from hpcai_tf.launch import LaunchRequest, render_job_script
-from hpcai_tf.recipes import sif_name
+from hpcai_tf.launch.job_script import LaunchRequest, render_job_script
+from hpcai_tf.recipes.render import sif_name
 
 EXPECTED = Path(__file__).parent / "expected"
 

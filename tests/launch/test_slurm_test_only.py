@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from hpcai_tf.catalog import load_site
-from hpcai_tf.launch import LaunchRequest, render_job_script
+from hpcai_tf.launch.job_script import LaunchRequest, render_job_script
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(120)]
 

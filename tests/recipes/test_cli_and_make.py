@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hpcai_tf import __version__
 from hpcai_tf.catalog import load_catalog
-from hpcai_tf.recipes import render_site
+from hpcai_tf.recipes.render import render_site
 
 REPO = Path(__file__).resolve().parents[2]
 

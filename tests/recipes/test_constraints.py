@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from hpcai_tf.build_context import BuildOptions, stage_context
+from hpcai_tf.recipes.build_inputs import build_inputs
+from hpcai_tf.image.context import BuildOptions, stage_context
 from hpcai_tf.catalog import load_catalog, load_site
-from hpcai_tf.constraints import (
+from hpcai_tf.recipes.constraints import (
     MARKERS,
     PINNED,
     RESOLVER,
@@ -32,7 +33,7 @@ from hpcai_tf.constraints import (
 )
 from hpcai_tf.errors import KitError
 from hpcai_tf.paths import SITES_DIR
-from hpcai_tf.recipes import CONSTRAINTS_DIR, constraints_path, render_provenance
+from hpcai_tf.recipes.render import CONSTRAINTS_DIR, constraints_path, render_provenance
 
 PIP_SITES = [s.id for s in load_catalog() if s.stack.channel == "pip"]
 CONDA_SITES = [s.id for s in load_catalog() if s.stack.channel != "pip"]
@@ -88,7 +89,7 @@ def test_a_changed_pin_makes_the_build_refuse_the_stale_constraints(bumped_catal
         "constraints/local.txt was resolved for other pins (the catalog now has numpy==1.26.3); "
         "run `hpcai constraints --site local` (make constraints)")
     with pytest.raises(KitError, match="numpy==1.26.3"):
-        stage_context(site, BuildOptions(wheels_dir=None), dest=tmp_path / "ctx")
+        stage_context(build_inputs(site), BuildOptions(wheels_dir=None), dest=tmp_path / "ctx")
     assert not (tmp_path / "ctx").exists()
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpcai_tf.build import sif_path
+from hpcai_tf.recipes.render import sif_path
 from hpcai_tf.catalog import load_site
-from hpcai_tf.recipes import image_tag
+from hpcai_tf.recipes.render import image_tag
 
 
 def test_extend_writes_derived_docker_and_singularity_recipes(hpcai, tmp_path: Path):

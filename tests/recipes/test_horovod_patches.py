@@ -12,7 +12,7 @@ import pytest
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.paths import PATCHES_DIR, SITES_DIR
-from hpcai_tf.recipes import render_recipe, render_steps
+from hpcai_tf.recipes.render import render_recipe, render_steps
 
 PATCHES = ["horovod-0.28.1-no-xla-ops", "horovod-0.28.1-tf-keras-backend"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from hpcai_tf.catalog import load_catalog
-from hpcai_tf.constraints import canonical, pinned_versions, read_constraints, resolve, stack_requirements
-from hpcai_tf.recipes import constraints_path
+from hpcai_tf.recipes.constraints import canonical, pinned_versions, read_constraints, resolve, stack_requirements
+from hpcai_tf.recipes.render import constraints_path
 
 PIP_SITES = [s for s in load_catalog() if s.stack.channel == "pip"]
 CONDA_SITES = [s for s in load_catalog() if s.stack.channel != "pip" and s.stack.extra_pip]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from hpcai_tf.catalog import load_catalog
-from hpcai_tf.recipes import image_tag, render_site
-from hpcai_tf.site_docs import site_page
-from hpcai_tf.stack_table import catalog_reference, stack_page
+from hpcai_tf.recipes.render import image_tag, render_site
+from hpcai_tf.sitedocs.site_page import site_page
+from hpcai_tf.sitedocs.stack_table import catalog_reference, stack_page
 
 REPO = Path(__file__).resolve().parents[2]
 SITES = [s.id for s in load_catalog()]

@@ -7,7 +7,7 @@ reviewer sees in the diff of a template change exactly which lines of which reci
 from __future__ import annotations
 
 from hpcai_tf.catalog import load_site
-from hpcai_tf.recipes import render_recipe, render_steps
+from hpcai_tf.recipes.render import render_recipe, render_steps
 
 
 def steps(site_id: str) -> dict:

@@ -6,7 +6,7 @@ import pytest
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.errors import KitError
-from hpcai_tf.estimate import (
+from hpcai_tf.scaling.estimate import (
     Communication,
     Workload,
     allreduce_time,
@@ -17,8 +17,15 @@ from hpcai_tf.estimate import (
 )
 
 SUMMIT = load_site("summit")
-RESNET = Workload("resnet50", step_time_s=0.25, batch_per_device=64, parameters=25_557_032, tensors=161,
-                  epochs=90, dataset_size=1_281_167)
+RESNET = Workload(
+    "resnet50",
+    step_time_s=0.25,
+    batch_per_device=64,
+    parameters=25_557_032,
+    tensors=161,
+    epochs=90,
+    dataset_size=1_281_167,
+)
 
 
 def test_ring_allreduce_formula():
@@ -99,22 +106,56 @@ def test_more_gpus_than_the_site_has_is_refused():
 
 def test_estimate_cli_with_a_supplied_gpu_step_time(hpcai):
     """`hpcai estimate` with a V100 figure supplied (not measured here) and explicit model size."""
-    result = hpcai("estimate", "resnet50", "--site", "summit", "--gpus", "1,6,48", "--step-time", "0.25",
-                   "--batch", "64", "--params", "25557032", "--tensors", "161")
+    result = hpcai(
+        "estimate",
+        "resnet50",
+        "--site",
+        "summit",
+        "--gpus",
+        "1,6,48",
+        "--step-time",
+        "0.25",
+        "--batch",
+        "64",
+        "--params",
+        "25557032",
+        "--tensors",
+        "161",
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == ("# resnet50 on summit (ac922): 25,557,032 parameters in 161 tensors, 250.0 ms/step at batch 64 "
-                        "per device, ring allreduce")
-    assert lines[1] == ("| site | model | devices | step (ms) | exposed comm (ms) | samples/s | speedup | efficiency "
-                        "| full-data epoch (s) | time to train (h) |")
+    assert lines[0] == (
+        "# resnet50 on summit (ac922): 25,557,032 parameters in 161 tensors, 250.0 ms/step at batch 64 "
+        "per device, ring allreduce"
+    )
+    assert lines[1] == (
+        "| site | model | devices | step (ms) | exposed comm (ms) | samples/s | speedup | efficiency "
+        "| full-data epoch (s) | time to train (h) |"
+    )
     assert lines[3].startswith("| summit | model (ring) | 1 | 250.0 | 0.0 | 256.00 | 1.000 | 1.000 |")
     assert "cloud-equivalent cost of the full training at USD 3.06 per device-hour:" in result.stdout
 
 
 def test_estimate_cli_refuses_a_gpu_count_the_site_lacks(hpcai):
     """One line, exit 2."""
-    result = hpcai("estimate", "gw", "--site", "bridges-ai", "--node-type", "dgx2", "--gpus", "32",
-                   "--step-time", "0.1", "--batch", "64", "--params", "1000", "--tensors", "10")
+    result = hpcai(
+        "estimate",
+        "gw",
+        "--site",
+        "bridges-ai",
+        "--node-type",
+        "dgx2",
+        "--gpus",
+        "32",
+        "--step-time",
+        "0.1",
+        "--batch",
+        "64",
+        "--params",
+        "1000",
+        "--tensors",
+        "10",
+    )
     assert result.returncode == 2
     assert result.stderr == "hpcai: error: --gpus: 32 is more than site bridges-ai has (1 dgx2 nodes x 16 GPUs = 16)\n"
 
@@ -122,7 +163,7 @@ def test_estimate_cli_refuses_a_gpu_count_the_site_lacks(hpcai):
 @pytest.mark.slow
 def test_model_size_of_resnet50_is_keras_resnet50():
     """The gradient size comes from the real model: Keras ResNet-50 has 25,583,592 trainable parameters."""
-    from hpcai_tf.model_size import model_size
+    from hpcai_tf.scaling.model_size import model_size
 
     size = model_size("resnet50")
     assert (size.parameters, size.epochs, size.dataset_size) == (25_583_592, 90, 1_281_167)

@@ -8,21 +8,45 @@ from pathlib import Path
 import pytest
 
 from hpcai_tf.errors import KitError
-from hpcai_tf.report import read_run, read_runs, scaling_rows
+from hpcai_tf.scaling.report import read_run, read_runs, scaling_rows
 
 
-def write_run(root: Path, name: str, ranks: int, throughputs: list[float], workload: str = "gw",
-              site: str | None = "local", final: bool = True) -> Path:
+def write_run(
+    root: Path,
+    name: str,
+    ranks: int,
+    throughputs: list[float],
+    workload: str = "gw",
+    site: str | None = "local",
+    final: bool = True,
+) -> Path:
     """A run directory whose metrics.jsonl has the records `hpcai train` writes, with the given figures."""
     run = root / name
     run.mkdir(parents=True)
-    records = [{"type": "provenance", "workload": workload, "ranks": ranks, "site": site,
-                "config": {"epochs": 90, "dataset_size": 1_281_167}, "image": None}]
+    records = [
+        {
+            "type": "provenance",
+            "workload": workload,
+            "ranks": ranks,
+            "site": site,
+            "config": {"epochs": 90, "dataset_size": 1_281_167},
+            "image": None,
+        }
+    ]
     for epoch, rate in enumerate(throughputs):
-        records.append({"type": "epoch", "epoch": epoch, "global_samples_per_sec": rate,
-                        "samples_per_sec_per_rank": rate / ranks, "epoch_time_s": 1000.0 / rate,
-                        "step_time_s": 32 * ranks / rate, "batch_per_rank": 32, "wall_time_s": 10.0 * (epoch + 1),
-                        "ranks": ranks})
+        records.append(
+            {
+                "type": "epoch",
+                "epoch": epoch,
+                "global_samples_per_sec": rate,
+                "samples_per_sec_per_rank": rate / ranks,
+                "epoch_time_s": 1000.0 / rate,
+                "step_time_s": 32 * ranks / rate,
+                "batch_per_rank": 32,
+                "wall_time_s": 10.0 * (epoch + 1),
+                "ranks": ranks,
+            }
+        )
     if final:
         records.append({"type": "final", "wall_time_s": 36.0, "status": "completed"})
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -55,7 +79,10 @@ def test_groups_by_site_each_with_its_own_baseline(tmp_path: Path):
     ]
     rows = scaling_rows(read_runs(runs))
     assert [(r.site, r.ranks, r.speedup, r.efficiency) for r in rows] == [
-        ("hal", 2, 1.0, 1.0), ("hal", 4, 1.8, 0.9), ("local", 1, 1.0, 1.0)]
+        ("hal", 2, 1.0, 1.0),
+        ("hal", 4, 1.8, 0.9),
+        ("local", 1, 1.0, 1.0),
+    ]
 
 
 def test_report_cli_writes_table_csv_and_png(hpcai, tmp_path: Path):
@@ -72,14 +99,21 @@ def test_report_cli_writes_table_csv_and_png(hpcai, tmp_path: Path):
     assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "no metrics file"),
-    ('{"type": "provenance", "workload": "gw", "ranks": 1, "config": {"epochs": 1, "dataset_size": 1}}\n{"type": "ep',
-     "metrics.jsonl:2: not a JSON record"),
-    ('{"type": "provenance", "workload": "gw", "ranks": 1, "config": {"epochs": 1, "dataset_size": 1}}\n',
-     "no epoch records"),
-    ('{"type": "epoch", "epoch": 0}\n', "the first record must be the run's provenance"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no metrics file"),
+        (
+            '{"type": "provenance", "workload": "gw", "ranks": 1, "config": {"epochs": 1, "dataset_size": 1}}\n{"type": "ep',
+            "metrics.jsonl:2: not a JSON record",
+        ),
+        (
+            '{"type": "provenance", "workload": "gw", "ranks": 1, "config": {"epochs": 1, "dataset_size": 1}}\n',
+            "no epoch records",
+        ),
+        ('{"type": "epoch", "epoch": 0}\n', "the first record must be the run's provenance"),
+    ],
+)
 def test_missing_or_partial_metrics_are_one_line_errors(hpcai, tmp_path: Path, content, message):
     """Missing, truncated or epoch-less metrics files are refused with the file's name."""
     run = tmp_path / "run"

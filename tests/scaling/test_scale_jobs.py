@@ -14,11 +14,11 @@ import pytest
 
 from hpcai_tf.catalog import load_catalog
 from hpcai_tf.errors import KitError
-from hpcai_tf.jobs import JobState, parse_state
-from hpcai_tf.launch import LaunchRequest, render_job_script
+from hpcai_tf.launch.job_script import LaunchRequest, render_job_script
+from hpcai_tf.launch.job_state import JobState, parse_state
+from hpcai_tf.launch.scale_jobs import nodes_for
 from hpcai_tf.paths import DOCS_DIR
-from hpcai_tf.scale_jobs import nodes_for
-from hpcai_tf.site_docs import example_counts
+from hpcai_tf.sitedocs.site_page import example_counts
 from hpcai_tf.train.metrics_log import read_records
 
 
@@ -26,8 +26,23 @@ def scale_on_slurm(hpcai, cluster, tmp_path: Path, ranks: str, *options: str, ti
     """`hpcai scale gw --ranks RANKS --site local --submit --runtime none --out TMP/scale OPTIONS` from ``tmp_path``;
     the completed process and the output directory."""
     out = tmp_path / "scale"
-    result = hpcai("scale", "gw", "--ranks", ranks, "--site", "local", "--submit", "--runtime", "none",
-                   "--out", str(out), *options, env=cluster.env, cwd=tmp_path, timeout=timeout)
+    result = hpcai(
+        "scale",
+        "gw",
+        "--ranks",
+        ranks,
+        "--site",
+        "local",
+        "--submit",
+        "--runtime",
+        "none",
+        "--out",
+        str(out),
+        *options,
+        env=cluster.env,
+        cwd=tmp_path,
+        timeout=timeout,
+    )
     return result, out
 
 
@@ -36,8 +51,20 @@ def scale_on_slurm(hpcai, cluster, tmp_path: Path, ranks: str, *options: str, ti
 @pytest.mark.timeout(900)
 def test_scale_submits_one_job_per_count_waits_and_reports(slurm_cluster, hpcai, tmp_path: Path):
     """1 and 2 ranks as two Slurm jobs: both COMPLETED, their runs in the report, the manifest lists them."""
-    result, out = scale_on_slurm(hpcai, slurm_cluster, tmp_path, "1,2", "--poll", "2", "--", "--smoke",
-                                 "--epochs", "2", "--no-tensorboard", timeout=880)
+    result, out = scale_on_slurm(
+        hpcai,
+        slurm_cluster,
+        tmp_path,
+        "1,2",
+        "--poll",
+        "2",
+        "--",
+        "--smoke",
+        "--epochs",
+        "2",
+        "--no-tensorboard",
+        timeout=880,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     manifest = json.loads((out / "scale-jobs.json").read_text())
     assert [(j["ranks"], j["nodes"], j["ranks_per_node"]) for j in manifest["jobs"]] == [(1, 1, 1), (2, 1, 2)]
@@ -60,13 +87,13 @@ def test_scale_submits_one_job_per_count_waits_and_reports(slurm_cluster, hpcai,
 @pytest.mark.timeout(300)
 def test_a_failed_job_ends_the_study_in_one_line(slurm_cluster, hpcai, tmp_path: Path):
     """`hpcai train` refuses an unknown flag in the job: FAILED, named with its log, and no report."""
-    result, out = scale_on_slurm(hpcai, slurm_cluster, tmp_path, "1", "--poll", "1", "--", "--no-such-flag",
-                                 timeout=280)
+    result, out = scale_on_slurm(
+        hpcai, slurm_cluster, tmp_path, "1", "--poll", "1", "--", "--no-such-flag", timeout=280
+    )
     assert result.returncode == 2, result.stderr
     job_id = json.loads((out / "scale-jobs.json").read_text())["jobs"][0]["job_id"]
     assert result.stderr == (
-        f"hpcai: error: scale: job {job_id} (1 rank) ended FAILED (exit 2:0); "
-        f"see {out}/runs/gw-{job_id}/job.log\n"
+        f"hpcai: error: scale: job {job_id} (1 rank) ended FAILED (exit 2:0); see {out}/runs/gw-{job_id}/job.log\n"
     )
     assert not (out / "report.md").exists()
 
@@ -90,17 +117,27 @@ def test_no_wait_submits_lists_the_jobs_and_returns(slurm_cluster, hpcai, tmp_pa
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["--ranks", "4", "--site", "local", "--submit"],
-         "--ranks: site local has 1 node of type cpu with 2 cores each (at most 2 ranks), got 4"),
-        (["--ranks", "1,6", "--site", "hal", "--submit"],
-         "--ranks: 6 ranks do not fill whole nodes of type ac922 (4 GPUs each); expected at most 4 or a multiple of 4"),
-        (["--ranks", "4,128", "--site", "hal", "--submit"],
-         "--ranks: site hal has 16 nodes of type ac922 with 4 GPUs each (at most 64 ranks), got 128"),
-        (["--ranks", "1", "--site", "hal"],
-         "--site and --submit: give both to run the counts as batch jobs (neither: mpirun here)"),
+        (
+            ["--ranks", "4", "--site", "local", "--submit"],
+            "--ranks: site local has 1 node of type cpu with 2 cores each (at most 2 ranks), got 4",
+        ),
+        (
+            ["--ranks", "1,6", "--site", "hal", "--submit"],
+            "--ranks: 6 ranks do not fill whole nodes of type ac922 (4 GPUs each); expected at most 4 or a multiple of 4",
+        ),
+        (
+            ["--ranks", "4,128", "--site", "hal", "--submit"],
+            "--ranks: site hal has 16 nodes of type ac922 with 4 GPUs each (at most 64 ranks), got 128",
+        ),
+        (
+            ["--ranks", "1", "--site", "hal"],
+            "--site and --submit: give both to run the counts as batch jobs (neither: mpirun here)",
+        ),
         (["--ranks", "1", "--runtime", "none"], "--runtime: only for batch jobs (--site S --submit)"),
-        (["--ranks", "1", "--site", "local", "--submit", "--poll", "0"],
-         "--poll: expected a positive number of seconds, got 0.0"),
+        (
+            ["--ranks", "1", "--site", "local", "--submit", "--poll", "0"],
+            "--poll: expected a positive number of seconds, got 0.0",
+        ),
         (["--ranks", "1", "--site", "nowhere", "--submit"], None),
     ],
 )
@@ -118,10 +155,12 @@ def test_counts_a_site_cannot_hold_are_refused_before_anything_is_written(hpcai,
 
 @pytest.mark.parametrize(
     ("text", "state", "ended", "succeeded"),
-    [("DONE -\n", JobState("7", "DONE", "-"), True, True),
-     ("EXIT 75\n", JobState("7", "EXIT", "75"), True, False),
-     ("RUN -\n", JobState("7", "RUN", "-"), False, False),
-     ("PEND -\n", JobState("7", "PEND", "-"), False, False)],
+    [
+        ("DONE -\n", JobState("7", "DONE", "-"), True, True),
+        ("EXIT 75\n", JobState("7", "EXIT", "75"), True, False),
+        ("RUN -\n", JobState("7", "RUN", "-"), False, False),
+        ("PEND -\n", JobState("7", "PEND", "-"), False, False),
+    ],
 )
 def test_lsf_states_from_the_documented_bjobs_output(text, state, ended, succeeded):
     """`bjobs -noheader -o "stat exit_code" ID`, as IBM documents it (no LSF here to ask)."""
@@ -141,7 +180,10 @@ def test_every_site_page_example_count_makes_a_job_script(site):
     """docs/sites/<id>.md's `hpcai scale --ranks ...` example: each count is whole nodes the site can give."""
     node = site.node_type()
     counts = example_counts(node)
-    assert f"--ranks {','.join(map(str, counts))} --site {site.id} --submit" in (DOCS_DIR / "sites" / f"{site.id}.md").read_text()
+    assert (
+        f"--ranks {','.join(map(str, counts))} --site {site.id} --submit"
+        in (DOCS_DIR / "sites" / f"{site.id}.md").read_text()
+    )
     for ranks in counts:
         nodes, per = nodes_for(site, node, ranks)
         assert nodes * per == ranks

@@ -15,8 +15,22 @@ def test_scale_gw_1_and_2_ranks_writes_report_and_plot(hpcai, tmp_path: Path):
     made = hpcai("data", "gw", "--smoke", "--n", "320", "--out", str(data), timeout=600)
     assert made.returncode == 0, made.stderr
     out = tmp_path / "scale"
-    result = hpcai("scale", "gw", "--ranks", "1,2", "--out", str(out), "--", "--smoke", "--data", str(data),
-                   "--epochs", "2", "--no-tensorboard", timeout=880)
+    result = hpcai(
+        "scale",
+        "gw",
+        "--ranks",
+        "1,2",
+        "--out",
+        str(out),
+        "--",
+        "--smoke",
+        "--data",
+        str(data),
+        "--epochs",
+        "2",
+        "--no-tensorboard",
+        timeout=880,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split("|")[1:-1] for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
     header, body = rows[0], rows[1:]  # the |---| separator does not start with "| "

@@ -154,10 +154,10 @@ def local_sif(harness: Harness, request: pytest.FixtureRequest) -> LocalSif:
         if not given.is_file():
             pytest.fail(f"HPCAI_TEST_SIF: no such file {given}", False)
         return LocalSif(path=given, docker_tag="", build_output="", build_seconds=None)
-    from hpcai_tf.build import KIT_SOURCE_LABEL, sif_path
-    from hpcai_tf.build_context import kit_digest
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.recipes import image_tag
+    from hpcai_tf.image.build import KIT_SOURCE_LABEL
+    from hpcai_tf.image.context import kit_digest
+    from hpcai_tf.recipes.render import image_tag, sif_path
 
     docker_host = request.getfixturevalue("docker_host")
     site = load_site("local")
@@ -173,8 +173,9 @@ def local_sif(harness: Harness, request: pytest.FixtureRequest) -> LocalSif:
         built = run([*HPCAI, "build", "--site", "local", "--quiet"], env=env, timeout=3600)
         if built.returncode != 0:
             pytest.fail(f"hpcai build --site local failed:\n{built.stdout[-3000:]}{built.stderr}", False)
-        labels = json.loads(run(["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", tag],
-                                env=env).stdout)
+        labels = json.loads(
+            run(["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", tag], env=env).stdout
+        )
     path = sif_path(site)
     if path.is_file() and harness.labels(path).get(KIT_SOURCE_LABEL) == labels[KIT_SOURCE_LABEL]:
         return LocalSif(path=path, docker_tag=tag, build_output="", build_seconds=None)

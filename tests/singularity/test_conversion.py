@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from hpcai_tf.build import conversion_definition
 from hpcai_tf.catalog import load_site
+from hpcai_tf.image.build import conversion_definition
 
 pytestmark = [pytest.mark.singularity]
 

@@ -48,7 +48,9 @@ def test_gone_cache_is_one_line(sh, tmp_path):
     cache = tmp_path / "apptainer"
     (cache / "bin").mkdir(parents=True)
     (cache / "VERSION").write_text("apptainer version 1.4.5 (Debian package 1.4.5-2)\n")
-    result = sh([HARNESS, "apptainer", "exec", "x.sif", "true"], env={**os.environ, "HPCAI_APPTAINER_CACHE": str(cache)})
+    result = sh(
+        [HARNESS, "apptainer", "exec", "x.sif", "true"], env={**os.environ, "HPCAI_APPTAINER_CACHE": str(cache)}
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "is gone or incomplete" in lines[0], lines

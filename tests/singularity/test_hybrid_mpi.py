@@ -57,8 +57,18 @@ def assert_two_ranks_agree(run_dir: Path, output: str) -> dict:
 def test_host_mpirun_starts_two_ranks_in_the_sif(harness, local_sif, sh, tmp_path):
     """`mpirun -np 2 apptainer exec SIF hpcai train gw --smoke`: one 2-rank job, equal weight digests."""
     run_dir = tmp_path / "gw"
-    argv = [*host_mpirun(2), "apptainer", "exec", local_sif.path, "hpcai", "train", "gw", "--smoke",
-            "--run-dir", run_dir]
+    argv = [
+        *host_mpirun(2),
+        "apptainer",
+        "exec",
+        local_sif.path,
+        "hpcai",
+        "train",
+        "gw",
+        "--smoke",
+        "--run-dir",
+        run_dir,
+    ]
     start = time.monotonic()
     result = sh(argv, env=site_env(harness), cwd=tmp_path, timeout=900)
     seconds = time.monotonic() - start
@@ -79,8 +89,24 @@ def test_slurm_job_runs_two_ranks_in_the_sif(harness, local_sif, slurm_cluster, 
     image's Open MPI.
     """
     env = {**slurm_cluster.env, "PATH": harness.env()["PATH"]}
-    argv = [sys.executable, "-m", "hpcai_tf", "launch", "gw", "--site", "local", "--runtime", "singularity",
-            "--launcher", launcher, "--image", local_sif.path, "--submit", "--", "--smoke"]
+    argv = [
+        sys.executable,
+        "-m",
+        "hpcai_tf",
+        "launch",
+        "gw",
+        "--site",
+        "local",
+        "--runtime",
+        "singularity",
+        "--launcher",
+        launcher,
+        "--image",
+        local_sif.path,
+        "--submit",
+        "--",
+        "--smoke",
+    ]
     submitted = sh(argv, env=env, cwd=tmp_path)
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
@@ -94,15 +120,32 @@ def test_slurm_job_runs_two_ranks_in_the_sif(harness, local_sif, slurm_cluster, 
     log = (run_dir / "job.log").read_text(errors="replace") if (run_dir / "job.log").exists() else "(no job.log)"
     assert (fields["JobState"], fields["ExitCode"]) == ("COMPLETED", "0:0"), log[-4000:]
     final = assert_two_ranks_agree(run_dir, log)
-    print(f"\nSlurm job {job_id} ({launcher}): {seconds:.0f} s from submission to end, "
-          f"training {final['wall_time_s']:.0f} s")
+    print(
+        f"\nSlurm job {job_id} ({launcher}): {seconds:.0f} s from submission to end, "
+        f"training {final['wall_time_s']:.0f} s"
+    )
 
 
 def test_mismatched_launcher_is_one_line_error(harness, local_sif, sh, tmp_path):
     """MPICH's Hydra starts 2 tasks of the Open MPI image: each is a lone rank 0, and each says so in one line."""
     run_dir = tmp_path / "gw"
-    argv = [HARNESS, "hydra", "-launcher", "fork", "-n", "2", "apptainer", "exec", local_sif.path,
-            "hpcai", "train", "gw", "--smoke", "--run-dir", run_dir]
+    argv = [
+        HARNESS,
+        "hydra",
+        "-launcher",
+        "fork",
+        "-n",
+        "2",
+        "apptainer",
+        "exec",
+        local_sif.path,
+        "hpcai",
+        "train",
+        "gw",
+        "--smoke",
+        "--run-dir",
+        run_dir,
+    ]
     result = sh(argv, env=site_env(harness), cwd=tmp_path, timeout=600)
     errors = [line for line in result.stderr.splitlines() if line.startswith("hpcai: error:")]
     assert result.returncode != 0
@@ -120,8 +163,19 @@ def test_stripped_environment_is_one_line_error(harness, local_sif, sh, tmp_path
     directory does: the second rank 0 fails on it, and mpirun ends the job before anything completes.
     """
     run_dir = tmp_path / "gw"
-    argv = [*host_mpirun(2), "apptainer", "exec", "--cleanenv", local_sif.path,
-            "hpcai", "train", "gw", "--smoke", "--run-dir", run_dir]
+    argv = [
+        *host_mpirun(2),
+        "apptainer",
+        "exec",
+        "--cleanenv",
+        local_sif.path,
+        "hpcai",
+        "train",
+        "gw",
+        "--smoke",
+        "--run-dir",
+        run_dir,
+    ]
     result = sh(argv, env=site_env(harness), cwd=tmp_path, timeout=600)
     output = result.stdout + result.stderr
     errors = [line for line in output.splitlines() if line.startswith("hpcai: error:")]

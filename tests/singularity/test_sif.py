@@ -38,8 +38,18 @@ def test_sif_passes_its_own_test_section(harness, local_sif, sh):
 
 def test_verify_passes_in_the_sif(harness, local_sif, sh):
     """`hpcai verify --site local --runtime singularity`: all checks pass, the 2-rank allreduce and training too."""
-    argv = [sys.executable, "-m", "hpcai_tf", "verify", "--site", "local", "--runtime", "singularity",
-            "--image", local_sif.path]
+    argv = [
+        sys.executable,
+        "-m",
+        "hpcai_tf",
+        "verify",
+        "--site",
+        "local",
+        "--runtime",
+        "singularity",
+        "--image",
+        local_sif.path,
+    ]
     result = sh(argv, env=harness.env(), timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r": all \d+ checks passed$", result.stdout, re.M), result.stdout

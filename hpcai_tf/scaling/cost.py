@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.report import Run, read_runs
+from hpcai_tf.scaling.report import Run, read_runs
 
 
 def device_hours(ranks: int, seconds: float) -> float:
@@ -31,8 +31,9 @@ def price_for(run: Run, price: float | None, site: Site | None, load_site: Calla
     return catalog_price
 
 
-def run_costs(run_dirs: list[Path], price: float | None, site: Site | None,
-              load_site: Callable[[str], Site]) -> list[str]:
+def run_costs(
+    run_dirs: list[Path], price: float | None, site: Site | None, load_site: Callable[[str], Site]
+) -> list[str]:
     """One line per run: its device-hours and cost, and the projected cost of a full training."""
     lines = []
     for run in read_runs(run_dirs):

@@ -5,7 +5,7 @@ images its engine holds, whether it reaches the base's registry); :func:`build_b
 site's build there. ``hpcai build`` asks about this machine (:func:`this_host`) before it needs an engine,
 then again with the engine's answers; ``hpcai docs`` asks about the kit's reference machine
 (:data:`REFERENCE_HOST`) and writes the answer into ``docs/sites/<id>.md``. How a debootstrap base is made
-(debootstrap installed, root) is checked where it is made, in :mod:`hpcai_tf.base_image`.
+(debootstrap installed, root) is checked where it is made, in :mod:`hpcai_tf.image.base`.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def registry_error(client: docker.DockerClient, ref: str) -> str | None:
 
 def this_host(site: Site | None = None, client: docker.DockerClient | None = None) -> BuildHost:
     """This machine as a build host; given an engine ``client``, also whether it holds or can pull the site's base."""
-    from hpcai_tf.docker_engine import find_image
+    from hpcai_tf.image.docker_engine import find_image
 
     emulated = frozenset(p.name.removeprefix("qemu-") for p in BINFMT_DIR.glob("qemu-*") if _enabled(p))
     host = BuildHost(name="this host", arch=platform.machine(), emulated=emulated)

@@ -15,11 +15,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hpcai_tf.build import sif_path
-from hpcai_tf.build_context import IMAGE_OPTIONS_DIR
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.recipes import KEPT_CONSTRAINTS, image_tag, render_steps, runtime_env, template_environment, write_atomic
+from hpcai_tf.recipes.render import (
+    IMAGE_OPTIONS_DIR,
+    KEPT_CONSTRAINTS,
+    image_tag,
+    render_steps,
+    runtime_env,
+    sif_path,
+    template_environment,
+)
+from hpcai_tf.files import write_atomic
 
 PIP_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[0-9][A-Za-z0-9.+!-]*$")
 APT_SPEC = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")

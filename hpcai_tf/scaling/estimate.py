@@ -30,7 +30,7 @@ from typing import ClassVar, Literal
 
 from hpcai_tf.catalog import Link, NodeType, Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.report import time_to_train_h
+from hpcai_tf.scaling.report import time_to_train_h
 
 Algorithm = Literal["ring", "hierarchical"]
 
@@ -137,8 +137,16 @@ class Prediction:
     """The model's line for one device count: step time, how much communication shows, and what follows."""
 
     HEADER: ClassVar[tuple[str, ...]] = (
-        "site", "model", "devices", "step (ms)", "exposed comm (ms)", "samples/s", "speedup", "efficiency",
-        "full-data epoch (s)", "time to train (h)",
+        "site",
+        "model",
+        "devices",
+        "step (ms)",
+        "exposed comm (ms)",
+        "samples/s",
+        "speedup",
+        "efficiency",
+        "full-data epoch (s)",
+        "time to train (h)",
     )
     site: str
     model: str
@@ -161,9 +169,18 @@ class Prediction:
         return self.devices
 
     def cells(self) -> tuple[str, ...]:
-        return (self.site, self.model, str(self.devices), f"{self.step_time_s * 1000:.1f}",
-                f"{self.exposed_comm_s * 1000:.1f}", f"{self.throughput:.2f}", f"{self.speedup:.3f}",
-                f"{self.efficiency:.3f}", f"{self.epoch_time_s:.2f}", f"{self.time_to_train_h:.2f}")
+        return (
+            self.site,
+            self.model,
+            str(self.devices),
+            f"{self.step_time_s * 1000:.1f}",
+            f"{self.exposed_comm_s * 1000:.1f}",
+            f"{self.throughput:.2f}",
+            f"{self.speedup:.3f}",
+            f"{self.efficiency:.3f}",
+            f"{self.epoch_time_s:.2f}",
+            f"{self.time_to_train_h:.2f}",
+        )
 
 
 def predict(
@@ -179,16 +196,18 @@ def predict(
         seconds = step_time(workload, count, per_node, site, comm)
         throughput = count * workload.batch_per_device / seconds
         speedup = throughput / single
-        rows.append(Prediction(
-            site=site.id,
-            model=f"model ({comm.algorithm})",
-            devices=count,
-            step_time_s=seconds,
-            exposed_comm_s=seconds - workload.step_time_s,
-            throughput=throughput,
-            speedup=speedup,
-            efficiency=speedup / count,
-            epoch_time_s=workload.dataset_size / throughput,
-            time_to_train_h=time_to_train_h(workload.epochs, workload.dataset_size, throughput),
-        ))
+        rows.append(
+            Prediction(
+                site=site.id,
+                model=f"model ({comm.algorithm})",
+                devices=count,
+                step_time_s=seconds,
+                exposed_comm_s=seconds - workload.step_time_s,
+                throughput=throughput,
+                speedup=speedup,
+                efficiency=speedup / count,
+                epoch_time_s=workload.dataset_size / throughput,
+                time_to_train_h=time_to_train_h(workload.epochs, workload.dataset_size, throughput),
+            )
+        )
     return rows

@@ -2,17 +2,17 @@
 
 Each page says what the system is, what its image holds (the build steps and pins), how to build it and how to
 run on it; ``hpcai docs`` writes them and a test keeps them in sync with the catalog. Whether the image builds
-on the kit's reference machine is :func:`hpcai_tf.build_host.build_blockers`, the check ``hpcai build`` runs.
+on the kit's reference machine is :func:`hpcai_tf.image.host.build_blockers`, the check ``hpcai build`` runs.
 """
 
 from __future__ import annotations
 
 import jinja2
 
-from hpcai_tf.build_host import REFERENCE_HOST, build_blockers
 from hpcai_tf.catalog import NodeType, Site
+from hpcai_tf.image.host import REFERENCE_HOST, build_blockers
 from hpcai_tf.paths import DOCS_DIR
-from hpcai_tf.recipes import image_tag, render_steps, sif_name
+from hpcai_tf.recipes.render import image_tag, render_steps, sif_name
 
 LAUNCH_NOTES = {
     "mpirun": "The job script starts the ranks with the host's `mpirun`, one per {unit}, each running "
@@ -39,8 +39,11 @@ def site_page(site: Site) -> str:
         host_mpi=f"{site.mpi.flavour} {site.mpi.host_version}",
         pmi=site.mpi.pmi,
     )
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(DOCS_DIR / "templates")),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(DOCS_DIR / "templates")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     blockers = build_blockers(site, REFERENCE_HOST)
     return env.get_template("site.md.j2").render(
         site=site,

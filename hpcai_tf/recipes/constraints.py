@@ -26,9 +26,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcai_tf.catalog import Site, display_path
+from hpcai_tf.catalog import Site
+from hpcai_tf.files import display_path
 from hpcai_tf.errors import KitError
-from hpcai_tf.recipes import (
+from hpcai_tf.recipes.render import (
     bootstrap_pins,
     constraints_path,
     horovod_build_vars,

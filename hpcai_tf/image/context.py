@@ -8,7 +8,7 @@ It holds exactly what the rendered recipes copy (see the header of ``recipes/<si
 - ``build/wheels/``: prebuilt Horovod wheels that fit the site (see :func:`horovod_wheels`), without their
   sidecar records; may be empty.
 - ``constraints/``: a pip site's constraints file, ``containers/constraints/<site>.txt`` (checked against the
-  site's pins first: see :func:`hpcai_tf.constraints.check_constraints`).
+  site's pins first: see :func:`hpcai_tf.recipes.build_inputs.build_inputs`).
 - ``recipe/``: the site's rendered Dockerfile, Singularity.def and provenance.json; ``Singularity.def`` is
   also placed at the context root, so that its relative ``%files`` resolve from there.
 - ``kit/``: pyproject.toml, README.md and ``hpcai_tf/`` without caches; ``patches/`` when the site names any.
@@ -34,19 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpcai_tf.catalog import Site
-from hpcai_tf.constraints import check_constraints
 from hpcai_tf.errors import KitError
-from hpcai_tf.paths import KIT_ROOT
-from hpcai_tf.recipes import constraints_file, patch_files, render_site
+from hpcai_tf.paths import CONTEXT_DIR, KIT_ROOT, WHEELS_DIR
+from hpcai_tf.recipes.build_inputs import BuildInputs
+from hpcai_tf.recipes.render import IMAGE_OPTIONS_DIR
 
-CONTEXT_DIR = KIT_ROOT / "build" / "context"
-DEFAULT_WHEELS_DIR = KIT_ROOT / ".cache" / "wheels"
+DEFAULT_WHEELS_DIR = WHEELS_DIR
 CA_BUNDLE_NAME = "ca-bundle.crt"
 WHEEL_RECORD_SUFFIX = ".built-against.json"
 """Sidecar of a cached wheel, written by ``scripts/setup-venv.sh``: the TensorFlow and Python it was built against."""
-IMAGE_OPTIONS_DIR = "/opt/hpcai-build/options"
-"""Where ``build/options/`` lands in the image (the templates source ``options.sh`` from there). Not under
-/tmp: Apptainer binds the host's /tmp over the image's during %post, which would hide what %files put there."""
 CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 KIT_FILES = ("pyproject.toml", "README.md")
 KIT_PACKAGE = "hpcai_tf"
@@ -129,10 +125,9 @@ def wheel_fits(site: Site, wheel: Path) -> bool:
     record = wheel_record(wheel)
     stack = site.stack
     minor = ".".join(stack.python.split(".")[:2])
-    return (
-        record.get("tensorflow", "").lower() == f"{stack.tensorflow_package}=={stack.tensorflow}".lower()
-        and (str(record.get("python", "")) + ".").startswith(minor + ".")
-    )
+    return record.get("tensorflow", "").lower() == f"{stack.tensorflow_package}=={stack.tensorflow}".lower() and (
+        str(record.get("python", "")) + "."
+    ).startswith(minor + ".")
 
 
 def horovod_wheels(site: Site, wheels_dir: Path | None) -> list[Path]:
@@ -205,13 +200,11 @@ def _temporary_beside(dest: Path) -> Path:
     return tmp
 
 
-def stage_context(site: Site, options: BuildOptions, dest: Path | None = None) -> StagedContext:
-    """Stage the build context of ``site`` at ``dest`` (default ``build/context/<site>``)."""
+def stage_context(inputs: BuildInputs, options: BuildOptions, dest: Path | None = None) -> StagedContext:
+    """Stage the build context of ``inputs.site`` at ``dest`` (default ``build/context/<site>``)."""
+    site = inputs.site
     dest = dest or CONTEXT_DIR / site.id
-    patches = patch_files(site)
-    check_constraints(site)
-    constraints = constraints_file(site)
-    recipe_files = render_site(site)
+    patches, constraints, recipe_files = inputs.patches, inputs.constraints, inputs.files
     wheels = horovod_wheels(site, options.wheels_dir)
     tmp = _temporary_beside(dest)
     try:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from hpcai_tf.base_image import split_ref
-from hpcai_tf.catalog import display_path
-from hpcai_tf.docker_engine import find_image
 from hpcai_tf.errors import KitError
+from hpcai_tf.files import display_path
+from hpcai_tf.image.base import split_ref
+from hpcai_tf.image.docker_engine import find_image
 
 if TYPE_CHECKING:
     import docker

@@ -1,4 +1,4 @@
-"""The in-image half of ``hpcai verify``: ``python -m hpcai_tf.selftest CHECK`` inside a built image.
+"""The in-image half of ``hpcai verify``: ``python -m hpcai_tf.train.selftest CHECK`` inside a built image.
 
 It imports nothing from the host side of the kit (catalog, recipes, build, launch): only the standard
 library, NumPy, TensorFlow and Horovod, and the image's own ``/opt/hpcai/provenance.json``
@@ -171,7 +171,7 @@ def check_gpu() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpcai_tf.selftest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hpcai_tf.train.selftest", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="check", required=True)
     sub.add_parser("versions", help="the stack answers with the image's pins")
     sub.add_parser("allreduce", help="Horovod allreduce and broadcast (run under mpirun)")

@@ -11,13 +11,13 @@ import os
 from typing import TYPE_CHECKING
 
 from hpcai_tf.errors import KitError
-from hpcai_tf.paths import KIT_ROOT
+from hpcai_tf.paths import CACHE_DIR
 
 if TYPE_CHECKING:
     import docker
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
-KIT_SOCKET = KIT_ROOT / ".cache" / "docker" / "docker.sock"
+KIT_SOCKET = CACHE_DIR / "docker" / "docker.sock"
 """The socket of the daemon ``scripts/dockerd.sh start`` runs (its default DIR)."""
 HOW_TO_START = (
     "start one with `scripts/dockerd.sh start` (Debian package docker.io, installed by scripts/install-system.sh), "

@@ -24,7 +24,7 @@ import jinja2
 from hpcai_tf import __version__
 from hpcai_tf.catalog import NodeType, Partition, Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.jsrun import Layout, resource_sets
+from hpcai_tf.launch.jsrun import Layout, resource_sets
 from hpcai_tf.paths import LAUNCH_DIR
 from hpcai_tf.train import WORKLOADS
 
@@ -362,7 +362,7 @@ def _scheduler_time(kind: str, minutes: int) -> str:
 
 
 def _default_image(site: Site) -> str:
-    from hpcai_tf.recipes import sif_name
+    from hpcai_tf.recipes.render import sif_name
 
     return sif_name(site)
 

@@ -20,9 +20,8 @@ PIN_PREFIX = "org.hpcai.pin."
 
 def site_image(site_id: str, runtime: str) -> str:
     """The image ``hpcai build --site`` makes for a site: its Docker tag, or its SIF path."""
-    from hpcai_tf.build import sif_path
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.recipes import image_tag
+    from hpcai_tf.recipes.render import image_tag, sif_path
 
     site = load_site(site_id)
     return image_tag(site) if runtime == "docker" else str(sif_path(site))
@@ -50,7 +49,7 @@ def _docker_recipe(client, image_id: str) -> dict[str, str]:
 
 
 def _inspect_docker(ref: str) -> dict:
-    from hpcai_tf.docker_engine import docker_client, find_image
+    from hpcai_tf.image.docker_engine import docker_client, find_image
 
     client = docker_client()
     image = find_image(client, ref)
@@ -70,7 +69,7 @@ def _inspect_docker(ref: str) -> dict:
 
 
 def _inspect_sif(path: Path) -> dict:
-    from hpcai_tf.singularity_runtime import exec_in_sif, find_runtime, runtime_client
+    from hpcai_tf.image.singularity import exec_in_sif, find_runtime, runtime_client
 
     executable = find_runtime()
     client = runtime_client(executable)
@@ -98,7 +97,7 @@ def _inspect_sif(path: Path) -> dict:
 def compare_with_catalog(info: dict) -> dict:
     """Whether the embedded recipe is what the catalog renders now for the image's site."""
     from hpcai_tf.catalog import load_site
-    from hpcai_tf.recipes import render_site
+    from hpcai_tf.recipes.render import render_site
 
     site_id = info["labels"].get("org.hpcai.site", "")
     if not site_id or not info["recipe"]:
@@ -122,7 +121,7 @@ def inspect_image(ref: str) -> dict:
 
 def format_inspection(info: dict) -> str:
     """The human view of :func:`inspect_image`: summary, pins, labels, then the embedded recipe."""
-    from hpcai_tf.docker_engine import human_size
+    from hpcai_tf.image.docker_engine import human_size
 
     labels = info["labels"]
     lines = [f"image    {info['image']}  ({info['id'][:19] or info['format']}, {human_size(info['size'])})"]

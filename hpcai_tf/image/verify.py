@@ -1,7 +1,7 @@
 """``hpcai verify``: run the self-test inside a built image and say, check by check, what holds.
 
 The host side runs each check as one container (``docker run``) or one ``apptainer exec``; the image side
-is :mod:`hpcai_tf.selftest`. The checks:
+is :mod:`hpcai_tf.train.selftest`. The checks:
 
 ==============  =====================================================================================
 ``kit``         ``hpcai --version`` answers inside the image
@@ -29,9 +29,9 @@ from pathlib import Path
 from hpcai_tf import __version__
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.recipes import image_tag
+from hpcai_tf.recipes.render import image_tag
 
-SELFTEST = ["python", "-m", "hpcai_tf.selftest"]
+SELFTEST = ["python", "-m", "hpcai_tf.train.selftest"]
 RECORD = re.compile(r"HPCAI-SELFTEST (\{.*\})")
 TIMEOUTS = {"kit": 120, "versions": 300, "check-build": 300, "allreduce": 300, "train": 600, "gpu": 300}
 
@@ -216,7 +216,7 @@ class SifRunner:
         self.executable, self.sif, self.env, self.gpu_flag = executable, sif, env, gpu_flag
 
     def run(self, argv: Sequence[str], timeout: int) -> tuple[int, str]:
-        from hpcai_tf.singularity_runtime import exec_in_sif
+        from hpcai_tf.image.singularity import exec_in_sif
 
         return exec_in_sif(self.executable, self.sif, argv, self.env, self.gpu_flag)
 
@@ -224,15 +224,15 @@ class SifRunner:
 def _runner(site: Site, runtime: str, image: str | None):
     env = run_environment(site, runtime)
     if runtime == "docker":
-        from hpcai_tf.docker_engine import docker_client, find_image
+        from hpcai_tf.image.docker_engine import docker_client, find_image
 
         client = docker_client()
         image = image or image_tag(site)
         if find_image(client, image) is None:
             raise KitError(f"no image {image} in the Docker engine: build it with `hpcai build --site {site.id}`")
         return image, DockerRunner(client, image, env, site.gpu)
-    from hpcai_tf.build import sif_path
-    from hpcai_tf.singularity_runtime import find_runtime
+    from hpcai_tf.image.singularity import find_runtime
+    from hpcai_tf.recipes.render import sif_path
 
     executable = find_runtime()
     sif = Path(image) if image else sif_path(site)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.recipes import image_tag, write_atomic
+from hpcai_tf.files import write_atomic
+from hpcai_tf.recipes.render import image_tag
 
 CHUNK = 4 << 20
 
@@ -37,7 +38,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _export_docker(site: Site, dest: Path) -> str:
-    from hpcai_tf.docker_engine import docker_client, find_image
+    from hpcai_tf.image.docker_engine import docker_client, find_image
 
     tag = image_tag(site)
     image = find_image(docker_client(), tag)
@@ -57,7 +58,7 @@ def _export_docker(site: Site, dest: Path) -> str:
 
 
 def _export_sif(site: Site, dest: Path) -> str:
-    from hpcai_tf.build import sif_path
+    from hpcai_tf.recipes.render import sif_path
 
     sif = sif_path(site)
     if not sif.is_file():
@@ -74,7 +75,9 @@ def _export_sif(site: Site, dest: Path) -> str:
 
 def export_image(site: Site, runtime: str, out_dir: Path | None = None) -> tuple[Path, str]:
     """Write the site's image into ``out_dir`` (default build/export/); its path and sha256."""
-    from hpcai_tf.build import EXPORT_DIR, archive_path, sif_path
+    from hpcai_tf.image.build import archive_path
+    from hpcai_tf.paths import EXPORT_DIR
+    from hpcai_tf.recipes.render import sif_path
 
     out_dir = out_dir or EXPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)

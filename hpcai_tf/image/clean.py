@@ -15,11 +15,10 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
-from hpcai_tf.base_image import BASE_LABEL, ROOTS_DIR, remove_root
-from hpcai_tf.build import EXPORT_DIR, IMAGES_DIR, LOGS_DIR, RECIPE_LABEL
-from hpcai_tf.build_context import CONTEXT_DIR
-from hpcai_tf.docker_engine import docker_host, engine_answers
-from hpcai_tf.paths import KIT_ROOT
+from hpcai_tf.image.base import BASE_LABEL, remove_root
+from hpcai_tf.image.build import RECIPE_LABEL
+from hpcai_tf.image.docker_engine import docker_host, engine_answers
+from hpcai_tf.paths import BUILD_DIR, CONTEXT_DIR, EXPORT_DIR, IMAGES_DIR, LOGS_DIR, ROOTS_DIR
 
 CONTAINER_LABELS = ("org.hpcai.verify", "org.hpcai.inspect")
 SITE_LABEL = "org.hpcai.site"
@@ -104,7 +103,7 @@ def _remove_images(client, images: list[tuple[object, list[str]]], out: Callable
 
 def clean_engine(keep_base: bool, dry_run: bool, out: Callable[[str], None] = print) -> None:
     """Remove the kit's containers and images from the engine at DOCKER_HOST."""
-    from hpcai_tf.docker_engine import docker_client
+    from hpcai_tf.image.docker_engine import docker_client
 
     client = docker_client()
     containers = {
@@ -143,7 +142,7 @@ def clean_dirs(dry_run: bool, out: Callable[[str], None] = print) -> None:
                 remove_root(root)
         shutil.rmtree(path, ignore_errors=True)
         out(f"removed {path}")
-    build_dir = KIT_ROOT / "build"
+    build_dir = BUILD_DIR
     if not dry_run and build_dir.is_dir() and not any(build_dir.iterdir()):
         build_dir.rmdir()
 

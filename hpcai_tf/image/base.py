@@ -20,16 +20,15 @@ from typing import TYPE_CHECKING
 
 from hpcai_tf import __version__
 from hpcai_tf.catalog import Site
-from hpcai_tf.docker_engine import find_image, human_size
 from hpcai_tf.errors import KitError
-from hpcai_tf.paths import KIT_ROOT
+from hpcai_tf.image.docker_engine import find_image, human_size
+from hpcai_tf.paths import ROOTS_DIR
 
 if TYPE_CHECKING:
     import docker
 
 BASE_LABEL = "org.hpcai.base"
 """Label on every base image the kit made; its value is ``<suite>-minbase``."""
-ROOTS_DIR = KIT_ROOT / "build" / "roots"
 
 
 def base_image_changes(site: Site) -> list[str]:

@@ -94,9 +94,7 @@ def _fields(model: type[BaseModel], prefix: str, rows: list[tuple[str, ...]], se
             else (_type_name(annotation))
         )
         description = (
-            info.description or (nested.__doc__ or "").strip().splitlines()[0]
-            if nested
-            else (info.description or "")
+            info.description or (nested.__doc__ or "").strip().splitlines()[0] if nested else (info.description or "")
         )
         rows.append((f"`{path}`", kind, required, description))
         if nested and nested.__name__ not in seen:

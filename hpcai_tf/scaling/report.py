@@ -48,7 +48,15 @@ class Row:
     """One line of a scaling table: a rank count within a group (site, image)."""
 
     HEADER: ClassVar[tuple[str, ...]] = (
-        "site", "image", "ranks", "runs", "samples/s", "speedup", "efficiency", "epoch time (s)", "time to train (h)",
+        "site",
+        "image",
+        "ranks",
+        "runs",
+        "samples/s",
+        "speedup",
+        "efficiency",
+        "epoch time (s)",
+        "time to train (h)",
     )
     site: str
     image: str
@@ -71,8 +79,17 @@ class Row:
 
     def cells(self) -> tuple[str, ...]:
         epoch = "" if self.epoch_time_s is None else f"{self.epoch_time_s:.2f}"
-        return (self.site, self.image, str(self.ranks), str(self.runs), f"{self.throughput:.2f}",
-                f"{self.speedup:.3f}", f"{self.efficiency:.3f}", epoch, f"{self.time_to_train_h:.2f}")
+        return (
+            self.site,
+            self.image,
+            str(self.ranks),
+            str(self.runs),
+            f"{self.throughput:.2f}",
+            f"{self.speedup:.3f}",
+            f"{self.efficiency:.3f}",
+            epoch,
+            f"{self.time_to_train_h:.2f}",
+        )
 
 
 class TableRow(Protocol):
@@ -188,17 +205,19 @@ def scaling_rows(runs: list[Run]) -> list[Row]:
             group = by_ranks[ranks]
             throughput = sum(r.throughput for r in group) / len(group)
             speedup = throughput / base
-            rows.append(Row(
-                site=site,
-                image=image,
-                ranks=ranks,
-                runs=len(group),
-                throughput=throughput,
-                speedup=speedup,
-                efficiency=speedup * base_ranks / ranks,
-                epoch_time_s=sum(r.epoch_time_s for r in group) / len(group),
-                time_to_train_h=time_to_train_h(group[0].epochs_to_train, group[0].dataset_size, throughput),
-            ))
+            rows.append(
+                Row(
+                    site=site,
+                    image=image,
+                    ranks=ranks,
+                    runs=len(group),
+                    throughput=throughput,
+                    speedup=speedup,
+                    efficiency=speedup * base_ranks / ranks,
+                    epoch_time_s=sum(r.epoch_time_s for r in group) / len(group),
+                    time_to_train_h=time_to_train_h(group[0].epochs_to_train, group[0].dataset_size, throughput),
+                )
+            )
     return rows
 
 
@@ -234,8 +253,9 @@ def plot_scaling(rows: Sequence[TableRow], path: Path, title: str, workers: str 
         ranks = [r.workers for r in group]
         base = group[0]
         left.plot(ranks, [r.throughput for r in group], "o-", label=label)
-        left.plot(ranks, [base.throughput * n / base.workers for n in ranks], "--", color="grey",
-                  label=f"ideal, {label}")
+        left.plot(
+            ranks, [base.throughput * n / base.workers for n in ranks], "--", color="grey", label=f"ideal, {label}"
+        )
         right.plot(ranks, [r.speedup for r in group], "o-", label=label)
     all_ranks = sorted({r.workers for r in rows})
     first = all_ranks[0]

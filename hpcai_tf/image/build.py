@@ -1,9 +1,9 @@
 """``hpcai build``: a site's rendered recipe becomes an image, with Docker or with Apptainer/Singularity.
 
 The Docker path: render and validate the recipe, refuse in one line what this host cannot build
-(:func:`hpcai_tf.build_host.build_blockers`, which the generated site pages also ask), make or find the base image,
-stage the build context (:mod:`hpcai_tf.build_context`), then build through the Docker SDK
-(:mod:`hpcai_tf.docker_build`) and tag ``recipes.image_tag(site)``.
+(:func:`hpcai_tf.image.host.build_blockers`, which the generated site pages also ask), make or find the base image,
+stage the build context (:mod:`hpcai_tf.image.context`), then build through the Docker SDK
+(:mod:`hpcai_tf.image.docker_build`) and tag ``recipes.image_tag(site)``.
 
 The Singularity path (:func:`build_site_sif`): from the Docker daemon (``docker-daemon://TAG``) when the
 site's Docker image exists, else from a ``docker-archive`` that ``hpcai export`` wrote (the OLCF route:
@@ -22,18 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcai_tf.build_host import refuse_blocked, this_host
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.paths import KIT_ROOT
-from hpcai_tf.recipes import image_tag, recipe_digest, render_recipe, sif_name, write_atomic
+from hpcai_tf.files import write_atomic
+from hpcai_tf.image.host import refuse_blocked, this_host
+from hpcai_tf.paths import CONTEXT_DIR, EXPORT_DIR, IMAGES_DIR, LOGS_DIR
+from hpcai_tf.recipes.build_inputs import BuildInputs, build_inputs
+from hpcai_tf.recipes.render import recipe_digest
 
 if TYPE_CHECKING:
-    from hpcai_tf.build_context import BuildOptions
+    from hpcai_tf.image.context import BuildOptions
 
-LOGS_DIR = KIT_ROOT / "build" / "logs"
-IMAGES_DIR = KIT_ROOT / "build" / "images"
-EXPORT_DIR = KIT_ROOT / "build" / "export"
 KIT_SOURCE_LABEL = "org.hpcai.kit-source"
 """Build-time label: sha256 of the kit source copied into the image (the tag hashes only the recipe)."""
 RECIPE_LABEL = "org.hpcai.recipe-dir"
@@ -51,16 +50,11 @@ def archive_path(site: Site) -> Path:
     return EXPORT_DIR / f"hpcai-{site.id}-{recipe_digest(site)[:12]}.tar"
 
 
-def sif_path(site: Site) -> Path:
-    """Where ``hpcai build --runtime singularity`` writes the site's SIF."""
-    return IMAGES_DIR / sif_name(site)
-
-
 def cross_arch_platform(site: Site) -> str | None:
     """The Docker platform to build for when the site's arch is not this host's; ``None`` for the host's own.
 
     A foreign arch builds only under qemu-user emulation registered with binfmt_misc; without it this is the
-    one-line error of :func:`hpcai_tf.build_host.refuse_blocked`. (Emulated builds have not run on the kit's
+    one-line error of :func:`hpcai_tf.image.host.refuse_blocked`. (Emulated builds have not run on the kit's
     machine.)
     """
     host = this_host()
@@ -91,18 +85,19 @@ def build_site_docker(
     out: Callable[[str], None] = print,
 ) -> SiteBuild:
     """Build and tag the site's Docker image; a one-line error when this host cannot."""
-    from hpcai_tf.base_image import ensure_base_image
-    from hpcai_tf.build_context import horovod_wheel_reason, stage_context
-    from hpcai_tf.docker_build import build_image
-    from hpcai_tf.docker_engine import docker_client
+    from hpcai_tf.image.base import ensure_base_image
+    from hpcai_tf.image.context import horovod_wheel_reason, stage_context
+    from hpcai_tf.image.docker_build import build_image
+    from hpcai_tf.image.docker_engine import docker_client
 
-    tag = image_tag(site)
+    inputs = build_inputs(site)
+    tag = inputs.tag
     out(f"site {site.id}: recipe rendered and valid; image tag {tag}")
     target = cross_arch_platform(site)
     client = docker_client()
     refuse_blocked(site, this_host(site, client))
     ensure_base_image(site, client, out)
-    staged = stage_context(site, options)
+    staged = stage_context(inputs, options)
     if staged.wheels:
         out(f"staged {staged.path} with prebuilt {', '.join(staged.wheels)}")
     else:
@@ -138,7 +133,7 @@ def recipe_dir_tag(recipe_dir: Path) -> str:
 
 def _stage_recipe_dir(recipe_dir: Path, options: BuildOptions, fmt_file: str) -> tuple[str, Path]:
     """The tag of ``recipe_dir`` and its staged context, ``build/context/recipe-<name>/``."""
-    from hpcai_tf.build_context import CONTEXT_DIR, stage_recipe_context
+    from hpcai_tf.image.context import stage_recipe_context
 
     if not (recipe_dir / fmt_file).is_file():
         raise KitError(f"--recipe: no {fmt_file} in {recipe_dir}")
@@ -152,8 +147,8 @@ def build_recipe_dir(
 ) -> SiteBuild:
     """Build ``DIR/Dockerfile`` from DIR's files plus the build options (``build/options/``, as a site's context
     has): a derived recipe from ``hpcai extend``, or any other."""
-    from hpcai_tf.docker_build import build_image
-    from hpcai_tf.docker_engine import docker_client
+    from hpcai_tf.image.docker_build import build_image
+    from hpcai_tf.image.docker_engine import docker_client
 
     tag, context = _stage_recipe_dir(recipe_dir, options, "Dockerfile")
     client = docker_client()
@@ -182,7 +177,7 @@ def build_recipe_sif(recipe_dir: Path, options: BuildOptions) -> SiteBuild:
     there, ``build/options/`` included)."""
     import time
 
-    from hpcai_tf.singularity_runtime import build_sif, find_runtime
+    from hpcai_tf.image.singularity import build_sif, find_runtime
 
     _, context = _stage_recipe_dir(recipe_dir, options, "Singularity.def")
     executable = find_runtime()
@@ -194,12 +189,12 @@ def build_recipe_sif(recipe_dir: Path, options: BuildOptions) -> SiteBuild:
     )
 
 
-def sif_source(site: Site, out: Callable[[str], None] = print) -> str:
+def sif_source(inputs: BuildInputs, out: Callable[[str], None] = print) -> str:
     """Where the SIF is built from: ``docker-daemon://TAG``, ``docker-archive://TAR``, or ``Singularity.def``."""
-    from hpcai_tf.build_context import kit_digest
-    from hpcai_tf.docker_engine import docker_client, docker_host, engine_answers, find_image
+    from hpcai_tf.image.context import kit_digest
+    from hpcai_tf.image.docker_engine import docker_client, docker_host, engine_answers, find_image
 
-    tag = image_tag(site)
+    site, tag = inputs.site, inputs.tag
     if engine_answers():
         image = find_image(docker_client(), tag)
         if image is not None:
@@ -216,11 +211,14 @@ def sif_source(site: Site, out: Callable[[str], None] = print) -> str:
     return "Singularity.def"
 
 
-def conversion_definition(site: Site, source: str) -> str:
+def conversion_definition(site: Site, source: str, definition: str | None = None) -> str:
     """The definition file that converts ``source`` (``docker-daemon://TAG`` or ``docker-archive://TAR``) into
-    the site's SIF, with the rendered recipe's :data:`CONVERSION_SECTIONS`."""
+    the site's SIF, with the :data:`CONVERSION_SECTIONS` of its rendered Singularity.def (``definition``, rendered
+    here when not given)."""
+    from hpcai_tf.recipes.render import render_recipe
+
     bootstrap, _, ref = source.partition("://")
-    text = render_recipe(site, "singularity")
+    text = definition if definition is not None else render_recipe(site, "singularity")
     sections = dict(re.findall(r"(?ms)^%(\w+)[ \t]*\n(.*?)(?=^%\w+[ \t]*\n|\Z)", text))
     lines = [f"Bootstrap: {bootstrap}", f"From: {ref}", ""]
     for name in CONVERSION_SECTIONS:
@@ -233,23 +231,24 @@ def build_site_sif(site: Site, options: BuildOptions, out: Callable[[str], None]
     """Build the site's SIF with Apptainer/Singularity; a one-line error when neither is installed."""
     import time
 
-    from hpcai_tf.build_context import CONTEXT_DIR, stage_context
-    from hpcai_tf.singularity_runtime import build_sif, find_runtime
+    from hpcai_tf.image.context import stage_context
+    from hpcai_tf.image.singularity import build_sif, find_runtime
 
-    out(f"site {site.id}: recipe rendered and valid; image {sif_path(site)}")
+    inputs = build_inputs(site)
+    path = inputs.sif_path
+    out(f"site {site.id}: recipe rendered and valid; image {path}")
     cross_arch_platform(site)
     executable = find_runtime()
-    source = sif_source(site, out)
+    source = sif_source(inputs, out)
     cwd = CONTEXT_DIR / site.id
     if source == "Singularity.def":
-        cwd = stage_context(site, options).path
+        cwd = stage_context(inputs, options).path
     cwd.mkdir(parents=True, exist_ok=True)
     if source != "Singularity.def":
-        write_atomic(cwd / CONVERSION_DEF, conversion_definition(site, source))
+        write_atomic(cwd / CONVERSION_DEF, conversion_definition(site, source, inputs.files["Singularity.def"]))
         source = CONVERSION_DEF  # its %test runs at the end of the build
     start = time.monotonic()
-    build_sif(executable, sif_path(site), source, cwd)
-    path = sif_path(site)
+    build_sif(executable, path, source, cwd)
     return SiteBuild(
         site=site.id,
         runtime="singularity",

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from hpcai_tf.catalog import NodeType, Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.jobs import JobState, wait_for_jobs
-from hpcai_tf.launch import LaunchRequest, render_job_script
-from hpcai_tf.recipes import write_atomic
-from hpcai_tf.submit import submit_job_script
+from hpcai_tf.files import write_atomic
+from hpcai_tf.launch.job_script import LaunchRequest, render_job_script
+from hpcai_tf.launch.job_state import JobState, wait_for_jobs
+from hpcai_tf.launch.submit import submit_job_script
 
 MANIFEST = "scale-jobs.json"
 
@@ -87,9 +87,7 @@ def _write_manifest(out: Path, base: LaunchRequest, jobs: list[ScaleJob]) -> Non
     write_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
-def wait_and_check(
-    site: Site, jobs: list[ScaleJob], poll_s: float, env: dict[str, str] | None = None
-) -> list[Path]:
+def wait_and_check(site: Site, jobs: list[ScaleJob], poll_s: float, env: dict[str, str] | None = None) -> list[Path]:
     """Wait for every job to end; the run directories, or a one-line error naming each job that did not succeed."""
     by_id = {job.job_id: job for job in jobs}
     kind = site.scheduler.kind

@@ -12,25 +12,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 
 from hpcai_tf import __version__
-from hpcai_tf.catalog import Site, display_path
+from hpcai_tf.catalog import Site
+from hpcai_tf.files import display_path, write_atomic
 from hpcai_tf.errors import KitError
-from hpcai_tf.paths import CONTAINERS_DIR, KIT_ROOT, PATCHES_DIR, RECIPES_DIR, TEMPLATES_DIR
+from hpcai_tf.paths import CONSTRAINTS_DIR, IMAGES_DIR, KIT_ROOT, PATCHES_DIR, RECIPES_DIR, TEMPLATES_DIR
 
 FORMATS = {"docker": "Dockerfile", "singularity": "Singularity.def"}
 """Recipe format -> file name under ``recipes/<site>/`` (the template adds ``.j2``)."""
 PROVENANCE = "provenance.json"
 OPEN_CE_CHANNEL = "https://ftp.osuosl.org/pub/open-ce/{release}/"
-CONSTRAINTS_DIR = CONTAINERS_DIR / "constraints"
-"""``<site>.txt``: pip constraints of a pip-channel site, written by ``hpcai constraints`` (hpcai_tf/constraints.py)."""
 KEPT_CONSTRAINTS = "/opt/hpcai/constraints.txt"
 """Where a pip site's image keeps its constraints at run time; derived images install under them too."""
+IMAGE_OPTIONS_DIR = "/opt/hpcai-build/options"
+"""Where the build context's ``build/options/`` lands in the image (the templates source ``options.sh`` from there).
+Not under /tmp: Apptainer binds the host's /tmp over the image's during %post, which would hide what %files put
+there."""
 IMAGE_CONSTRAINTS_DIR = "/opt/hpcai-build/constraints"
 """Where the build context's ``constraints/`` lands in the image; every pip install of the stack reads it."""
 
@@ -299,22 +301,42 @@ def render_site(site: Site) -> dict[str, str]:
     return files
 
 
-def recipe_digest(site: Site) -> str:
-    """sha256 of the site's rendered recipe files; a changed pin or template gives a new digest."""
+def files_digest(files: dict[str, str]) -> str:
+    """sha256 of rendered recipe files (name -> text), in name order."""
     digest = hashlib.sha256()
-    for name, text in sorted(render_site(site).items()):
+    for name, text in sorted(files.items()):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
     return digest.hexdigest()
 
 
+def recipe_digest(site: Site) -> str:
+    """sha256 of the site's rendered recipe files; a changed pin or template gives a new digest."""
+    return files_digest(render_site(site))
+
+
+def tag_for(site_id: str, digest: str) -> str:
+    """``hpcai/<site>:<first 12 hex of the recipe digest>``."""
+    return f"hpcai/{site_id}:{digest[:12]}"
+
+
+def sif_name_for(site_id: str, digest: str) -> str:
+    """``hpcai-<site>-<first 12 hex of the recipe digest>.sif``."""
+    return f"hpcai-{site_id}-{digest[:12]}.sif"
+
+
 def image_tag(site: Site) -> str:
     """The Docker tag of a site's image: ``hpcai/<site>:<first 12 hex of the recipe digest>``."""
-    return f"hpcai/{site.id}:{recipe_digest(site)[:12]}"
+    return tag_for(site.id, recipe_digest(site))
 
 
 def sif_name(site: Site) -> str:
     """The file name of a site's Singularity image: ``hpcai-<site>-<first 12 hex of the recipe digest>.sif``."""
-    return f"hpcai-{site.id}-{recipe_digest(site)[:12]}.sif"
+    return sif_name_for(site.id, recipe_digest(site))
+
+
+def sif_path(site: Site) -> Path:
+    """Where ``hpcai build --runtime singularity`` writes the site's SIF (``build/images/``)."""
+    return IMAGES_DIR / sif_name(site)
 
 
 def patch_files(site: Site) -> list[Path]:
@@ -326,14 +348,6 @@ def patch_files(site: Site) -> list[Path]:
             raise KitError(f"stack.horovod_patches: no patch file {path} for {name!r} (site {site.id})")
         paths.append(path)
     return paths
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_site(site: Site, out_dir: Path = RECIPES_DIR) -> list[Path]:
