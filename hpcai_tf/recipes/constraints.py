@@ -93,8 +93,12 @@ def marker_environment(site: Site) -> dict[str, str]:
     checks that every marker reading it comes out the same for each patch release.
     """
     full = site.stack.python if site.stack.python.count(".") == 2 else f"{python_minor(site)}.0"
-    return {"python_version": python_minor(site), "python_full_version": full, "implementation_version": full,
-            "platform_machine": site.arch}
+    return {
+        "python_version": python_minor(site),
+        "python_full_version": full,
+        "implementation_version": full,
+        "platform_machine": site.arch,
+    }
 
 
 def markers_description(site: Site) -> str:
@@ -119,12 +123,15 @@ def check_patch_markers(site: Site, report: dict) -> None:
                 continue
             marker = Requirement(text).marker
             for extra in ["", *meta.get("provides_extra", [])]:
-                outcomes = {marker.evaluate({**env, "python_full_version": v, "implementation_version": v,
-                                             "extra": extra})
-                            for v in (f"{python_minor(site)}.{patch}" for patch in PATCH_RELEASES)}
+                outcomes = {
+                    marker.evaluate({**env, "python_full_version": v, "implementation_version": v, "extra": extra})
+                    for v in (f"{python_minor(site)}.{patch}" for patch in PATCH_RELEASES)
+                }
                 if len(outcomes) > 1:
-                    raise KitError(f"site {site.id}: {meta['name']} requires {text!r}, which depends on the patch "
-                                   f"release of Python {site.stack.python}; pin it in stack.python")
+                    raise KitError(
+                        f"site {site.id}: {meta['name']} requires {text!r}, which depends on the patch "
+                        f"release of Python {site.stack.python}; pin it in stack.python"
+                    )
 
 
 def top_level_pins(site: Site) -> list[str]:
@@ -145,11 +152,24 @@ def pip_report(site: Site, args: list[str], index_url: str, env: dict[str, str] 
     """``pip install --dry-run --report`` with the image's markers; the report, or a one-line error."""
     with tempfile.TemporaryDirectory(prefix="hpcai-resolve-") as tmp:
         report = Path(tmp) / "report.json"
-        command = [sys.executable, "-c", _PIP_FOR_IMAGE, json.dumps(marker_environment(site)), "install",
-                   "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), "--index-url", index_url,
-                   *args]
-        result = subprocess.run(command, capture_output=True, text=True, env=_pip_env(env or {}), cwd=tmp,
-                                timeout=900, check=False)
+        command = [
+            sys.executable,
+            "-c",
+            _PIP_FOR_IMAGE,
+            json.dumps(marker_environment(site)),
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            "--index-url",
+            index_url,
+            *args,
+        ]
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=_pip_env(env or {}), cwd=tmp, timeout=900, check=False
+        )
         if result.returncode != 0:
             errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
             last = (errors or result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -181,8 +201,12 @@ _HOROVOD_REQUIRES: dict[tuple, list[str]] = {}
 
 def resolve(site: Site, requirements: list[str], constraints: Path | None = None, index_url: str = PYPI) -> Resolution:
     """pip's resolver for the site's image: wheels only, for its Python, platform and markers."""
-    args = ["--only-binary=:all:", "--python-version", python_minor(site),
-            *[arg for tag in resolver_platforms(site) for arg in ("--platform", tag)]]
+    args = [
+        "--only-binary=:all:",
+        "--python-version",
+        python_minor(site),
+        *[arg for tag in resolver_platforms(site) for arg in ("--platform", tag)],
+    ]
     if constraints is not None:
         args += ["--constraint", str(constraints)]
     report = pip_report(site, [*args, *requirements], index_url)
@@ -232,8 +256,10 @@ def render_constraints(site: Site, resolution: Resolution, index_url: str, day: 
 def resolver_description(site: Site, index_url: str, pip_version: str) -> str:
     """How the resolver ran, as the header's ``# resolver:`` line says it."""
     platforms = " ".join(f"--platform {tag}" for tag in resolver_platforms(site))
-    return (f"pip {pip_version} install --dry-run --only-binary=:all: --python-version {python_minor(site)} "
-            f"{platforms} --index-url {index_url}")
+    return (
+        f"pip {pip_version} install --dry-run --only-binary=:all: --python-version {python_minor(site)} "
+        f"{platforms} --index-url {index_url}"
+    )
 
 
 @dataclass(frozen=True)
@@ -305,8 +331,10 @@ def write_constraints(site: Site, index_url: str = PYPI, today: datetime.date | 
     (and the image tag) move only when a version does.
     """
     if site.stack.channel != "pip":
-        raise KitError(f"site {site.id}: stack.channel is {site.stack.channel!r}: conda solves its env, pip "
-                       "constraints cannot pin it; only pip sites have a constraints file (docs/images.md)")
+        raise KitError(
+            f"site {site.id}: stack.channel is {site.stack.channel!r}: conda solves its env, pip "
+            "constraints cannot pin it; only pip sites have a constraints file (docs/images.md)"
+        )
     resolution = resolve(site, stack_requirements(site, index_url), index_url=index_url)
     day = (today or datetime.datetime.now(datetime.timezone.utc).date()).isoformat()
     text = render_constraints(site, resolution, index_url, day)

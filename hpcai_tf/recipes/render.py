@@ -267,8 +267,9 @@ def constraints_file(site: Site) -> Path | None:
         return None
     path = constraints_path(site)
     if not path.is_file():
-        raise KitError(f"{display_path(path)}: missing for pip site {site.id}; "
-                       f"write it with `hpcai constraints --site {site.id}`")
+        raise KitError(
+            f"{display_path(path)}: missing for pip site {site.id}; write it with `hpcai constraints --site {site.id}`"
+        )
     return path
 
 
@@ -340,13 +341,24 @@ def sif_path(site: Site) -> Path:
 
 
 def patch_files(site: Site) -> list[Path]:
-    """The Horovod patch files a site names, each checked to exist."""
+    """The Horovod patch files a site names, each checked to exist; a one-line error when the site's TensorFlow
+    needs a patch it does not name (:mod:`hpcai_tf.recipes.patches`)."""
+    from hpcai_tf.recipes.patches import PATCH_RULES, missing_patches
+
     paths = []
     for name in site.stack.horovod_patches:
         path = PATCHES_DIR / f"{name}.patch"
         if not path.is_file():
             raise KitError(f"stack.horovod_patches: no patch file {path} for {name!r} (site {site.id})")
         paths.append(path)
+    missing = missing_patches(site)
+    if missing:
+        stack = site.stack
+        raise KitError(
+            f"site {site.id}: stack.horovod_patches: Horovod {stack.horovod} built against TensorFlow "
+            f"{stack.tensorflow} needs {', '.join(repr(m) for m in missing)} ({display_path(PATCH_RULES)}); "
+            "add it to the list"
+        )
     return paths
 
 
