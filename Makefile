@@ -4,6 +4,8 @@ RUNTIME ?= docker
 VENV := .venv
 HPCAI := $(VENV)/bin/hpcai
 PYTEST_ARGS ?=
+RECIPES_OUT ?= recipes
+DOCS_OUT ?= docs
 
 .PHONY: help setup demo test test-singularity lint recipes constraints docs image base-image bench clean
 
@@ -28,9 +30,9 @@ lint: setup ## ruff check and ruff format --check over the package, tests and be
 	$(VENV)/bin/ruff check hpcai_tf tests bench
 	$(VENV)/bin/ruff format --check hpcai_tf tests bench
 
-recipes: setup ## render recipes/<site>/ and docs/stack.md from the catalog
-	$(HPCAI) render
-	$(HPCAI) docs
+recipes: setup ## render recipes/<site>/ and the generated docs from the catalog (RECIPES_OUT=, DOCS_OUT= elsewhere)
+	$(HPCAI) render --out $(RECIPES_OUT)
+	$(HPCAI) docs --out $(DOCS_OUT)
 
 constraints: setup ## re-resolve containers/constraints/<site>.txt with pip (needs PyPI), then render as `recipes`
 	$(HPCAI) constraints

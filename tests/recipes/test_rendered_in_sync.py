@@ -2,36 +2,59 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from hpcai_tf.catalog import load_catalog
 from hpcai_tf.recipes.render import image_tag, render_site
-from hpcai_tf.sitedocs.site_page import site_page
-from hpcai_tf.sitedocs.stack_table import catalog_reference, stack_page
 
 REPO = Path(__file__).resolve().parents[2]
 SITES = [s.id for s in load_catalog()]
 
 
-@pytest.mark.parametrize("site", SITES)
-def test_committed_recipes_match_templates(site: str):
-    """recipes/<site>/ holds what `hpcai render` writes; run `make recipes` after changing a site or template."""
-    rendered = render_site(next(s for s in load_catalog() if s.id == site))
-    committed = {p.name: p.read_text() for p in (REPO / "recipes" / site).iterdir()}
-    assert committed.keys() == rendered.keys()
-    for name, text in rendered.items():
-        assert committed[name] == text, f"recipes/{site}/{name} is stale: run `make recipes`"
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_generated_docs_match_catalog():
-    """docs/stack.md, docs/catalog.md and docs/sites/*.md are regenerated from the catalog (`make recipes`)."""
-    assert (REPO / "docs/stack.md").read_text() == stack_page(load_catalog())
-    assert (REPO / "docs/catalog.md").read_text() == catalog_reference()
+def test_committed_recipes_match_a_fresh_render(hpcai, tmp_path: Path):
+    """recipes/ holds exactly what `hpcai render` writes now (rendered elsewhere, so the check can fail); run
+    `make recipes` after changing a site or template."""
+    out = tmp_path / "recipes"
+    result = hpcai("render", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rendered, committed = _files(out), _files(REPO / "recipes")
+    assert sorted(committed) == sorted(rendered)
+    stale = [name for name in rendered if committed[name] != rendered[name]]
+    assert stale == [], f"stale: {', '.join('recipes/' + s for s in stale)}: run `make recipes`"
+
+
+def test_committed_docs_match_a_fresh_render(hpcai, tmp_path: Path):
+    """Every page `hpcai docs` generates is committed as it renders now, and docs/sites/ has no other page."""
+    out = tmp_path / "docs"
+    result = hpcai("docs", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rendered = _files(out)
+    assert {"stack.md", "catalog.md", "compatibility.md"} <= set(rendered)
     assert sorted(p.stem for p in (REPO / "docs/sites").glob("*.md")) == SITES
-    for site in load_catalog():
-        assert (REPO / f"docs/sites/{site.id}.md").read_text() == site_page(site), f"docs/sites/{site.id}.md is stale"
+    stale = [name for name, data in rendered.items() if (REPO / "docs" / name).read_bytes() != data]
+    assert stale == [], f"stale: {', '.join('docs/' + s for s in stale)}: run `make recipes`"
+
+
+def test_the_sync_check_sees_an_edited_template(hpcai, tmp_path: Path):
+    """A template edited without re-rendering: the fresh render differs from the committed recipes."""
+    root = tmp_path / "kit"
+    for name in ("containers", "requirements", "launch", "docs"):
+        shutil.copytree(REPO / name, root / name)
+    (root / "recipes").mkdir()
+    template = root / "containers/templates/Dockerfile.j2"
+    template.write_text(template.read_text().replace("SHELL [", "# edited\nSHELL [", 1))
+    out = tmp_path / "recipes"
+    assert hpcai("render", "--out", str(out), env={"HPCAI_ROOT": str(root)}).returncode == 0
+    rendered, committed = _files(out), _files(REPO / "recipes")
+    assert sorted(rendered) == sorted(committed)
+    assert {n for n in rendered if rendered[n] != committed[n]} == {f"{s}/Dockerfile" for s in SITES}
 
 
 def test_rendering_is_deterministic(hpcai, tmp_path: Path):
