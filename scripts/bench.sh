@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark in bench/, each printing ratios measured side by side in one run, with the load
 # average at its start and end. Benchmarks are slow (minutes each on 2 cores) and noisy on a shared machine:
-# compare within a run. The image-build benchmark needs a Docker engine; it is skipped when none answers
+# compare within a run. The image benchmarks need a Docker engine; they are skipped when none answers
 # (`scripts/dockerd.sh start` starts the kit's own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,9 +10,11 @@ for bench in bench/horovod_vs_mwms.py bench/training_overheads.py bench/estimate
   echo "== $bench ($(date -u +%Y-%m-%dT%H:%MZ))"
   .venv/bin/python "$bench"
 done
-echo "== bench/bench_image_build.py ($(date -u +%Y-%m-%dT%H:%MZ))"
-if scripts/dockerd.sh status >/dev/null 2>&1; then
-  .venv/bin/python bench/bench_image_build.py
-else
-  echo "skipped: no Docker engine answers (scripts/dockerd.sh status)"
-fi
+for bench in bench/bench_image_build.py bench/tf_stacks.py; do
+  echo "== $bench ($(date -u +%Y-%m-%dT%H:%MZ))"
+  if scripts/dockerd.sh status >/dev/null 2>&1; then
+    .venv/bin/python "$bench"
+  else
+    echo "skipped: no Docker engine answers (scripts/dockerd.sh status)"
+  fi
+done

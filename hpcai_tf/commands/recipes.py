@@ -119,11 +119,16 @@ def _extend(args: argparse.Namespace) -> int:
 def _docs(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_catalog
     from hpcai_tf.files import write_atomic
+    from hpcai_tf.sitedocs.compatibility import compatibility_page
     from hpcai_tf.sitedocs.site_page import site_page
     from hpcai_tf.sitedocs.stack_table import catalog_reference, stack_page
 
     sites = load_catalog()
-    pages = {"stack.md": stack_page(sites), "catalog.md": catalog_reference()}
+    pages = {
+        "stack.md": stack_page(sites),
+        "catalog.md": catalog_reference(),
+        "compatibility.md": compatibility_page(sites),
+    }
     pages.update({f"sites/{site.id}.md": site_page(site) for site in sites})
     for name, text in pages.items():
         write_atomic(args.out / name, text)

@@ -167,6 +167,8 @@ def judge_single(check: str, output: str) -> tuple[bool, str]:
     if check == "versions":
         got = record["got"]
         detail = ", ".join(f"{k} {got[k]}" for k in ("python", "tensorflow", "horovod", "numpy", "mpi4py", "h5py"))
+        if "keras" in got:
+            detail += f"; tf.keras is {got['keras']}"
         if record["mismatches"]:
             detail = "pins differ for " + ", ".join(record["mismatches"]) + ": " + detail
         return bool(record["ok"]), detail

@@ -66,8 +66,28 @@ def check_versions() -> bool:
     }
     want = {name: stack["tensorflow" if name == "tensorflow_package" else name] for name in got}
     wrong = sorted(name for name in got if not _matches(got[name], want[name]))
+    keras = keras_api(tf)
+    if keras != expected_keras_api(stack):
+        wrong.append("keras")
+    got["keras"], want["keras"] = keras, expected_keras_api(stack)
     emit({"check": "versions", "got": got, "want": want, "mismatches": wrong, "ok": not wrong})
     return not wrong
+
+
+def keras_api(tf) -> str:
+    """What ``tf.keras`` really is: ``tf-keras <version>``, ``keras <version>`` (built-in Keras 2, or Keras 3)."""
+    name = "tf-keras" if tf.keras.layers.Dense.__module__.startswith("tf_keras.") else "keras"
+    version = getattr(tf.keras, "__version__", None) or metadata.version(name)
+    return f"{name} {version}"
+
+
+def expected_keras_api(stack: dict) -> str:
+    """``tf.keras`` as the site's ``stack.keras`` says: tf-keras of the TensorFlow release, or Keras 2 of TF <= 2.15
+    (``keras 2.<tf minor>``)."""
+    major_minor = ".".join(stack["tensorflow"].split(".")[:2])
+    if stack["keras"] == "tf-keras":
+        return f"tf-keras {stack['tensorflow']}"
+    return f"keras {major_minor}.0"
 
 
 def _one_thread(tf) -> None:

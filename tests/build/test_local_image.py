@@ -76,6 +76,18 @@ def test_verify_passes_inside_the_local_image(cli, local_image):
 
 
 @pytest.mark.timeout(1800)
+def test_a_rebuild_with_nothing_changed_is_served_from_the_cache(cli, docker_engine, local_image):
+    """Same inputs, same image: every step after FROM comes from the build cache, and the image ID stays."""
+    before = docker_engine.client().images.get(local_image.tag).id
+    result = cli("build", "--site", "local", timeout=1700)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    total = int(re.search(r"^Step 1/(\d+) : FROM ", result.stdout, re.M)[1])
+    cached = {int(n) for n in re.findall(r"^Step (\d+)/\d+ : .*\n ---> Using cache$", result.stdout, re.M)}
+    assert set(range(2, total + 1)) - cached == set(), result.stdout[-4000:]
+    assert docker_engine.client().images.get(local_image.tag).id == before
+
+
+@pytest.mark.timeout(1800)
 def test_code_only_change_rebuilds_only_the_kit(cli, docker_engine, local_image, kit_root, tmp_path):
     """After a change under hpcai_tf/, every layer below the kit's own comes from the cache."""
     changed = tmp_path / "kit"
