@@ -131,6 +131,9 @@ def _scale_jobs(args: argparse.Namespace) -> list[Path] | None:
 
 def _scale_here(args: argparse.Namespace) -> list[Path]:
     """``hpcai train --ranks N`` with mpirun on this machine, one count after another."""
+    from hpcai_tf.commands.train import check_train_arguments
+
+    check_train_arguments(args.workload, args.passthrough)
     run_dirs = []
     for ranks in args.ranks:
         run_dir = args.out / f"{args.workload}-{ranks}ranks"
@@ -154,14 +157,16 @@ def _scale_here(args: argparse.Namespace) -> list[Path]:
 
 
 def _write_report(rows, out: Path | None, title: str, stem: str, workers: str = "workers") -> None:
-    from hpcai_tf.files import write_atomic
+    from hpcai_tf.files import check_targets, write_atomic
     from hpcai_tf.scaling.report import csv_table, markdown_table, plot_scaling
 
     if out is None:
         return
+    plot = out / ("scaling.png" if stem == "report" else f"{stem}.png")
+    check_targets([out / f"{stem}.md", out / f"{stem}.csv", plot])
     write_atomic(out / f"{stem}.md", f"# {title}\n\n" + markdown_table(rows))
     write_atomic(out / f"{stem}.csv", csv_table(rows))
-    plot_scaling(rows, out / ("scaling.png" if stem == "report" else f"{stem}.png"), title, workers)
+    plot_scaling(rows, plot, title, workers)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from hpcai_tf.errors import KitError
+from hpcai_tf.files import write_bytes_atomic
 
 METRICS = "metrics.jsonl"
 
@@ -269,8 +270,7 @@ def plot_scaling(rows: Sequence[TableRow], path: Path, title: str, workers: str 
             axis.set_xscale("log", base=2)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(path)
+    write_bytes_atomic(path, image.getvalue())
