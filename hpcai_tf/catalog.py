@@ -11,34 +11,62 @@ file, the field and what was expected.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from hpcai_tf.errors import KitError
-from hpcai_tf.files import display_path
+from hpcai_tf.files import display_path, read_text_file
 from hpcai_tf.paths import SITES_DIR
+
+MAX_VALUE_LENGTH = 512
+"""The longest string value a site file may hold, in characters (every string field, list item and key)."""
+MAX_FILE_BYTES = 1 << 20
+"""The largest site file read, in bytes."""
+
+
+def _plain_text(value: str) -> str:
+    """Refuse control characters (NUL, ESC, tab, newline, ...) and line separators in a catalog string."""
+    for index, char in enumerate(value):
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            raise ValueError(f"expected no control characters, got {char!r} at character {index + 1}")
+    return value
+
+
+Str = Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH), AfterValidator(_plain_text)]
+"""Every string of the catalog: at most :data:`MAX_VALUE_LENGTH` characters, no control characters."""
 
 VERSION = r"^\d+(\.\d+){1,3}$"
 """A dotted release number such as ``2.15.1`` or ``11.8.0``."""
 
-Version = Annotated[str, StringConstraints(pattern=VERSION)]
-OptionalVersion = Annotated[str, StringConstraints(pattern=r"^(\d+(\.\d+){1,3}|none)$")]
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$")]
-Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:+@-]*$")]
+Version = Annotated[Str, StringConstraints(pattern=VERSION)]
+OptionalVersion = Annotated[Str, StringConstraints(pattern=r"^(\d+(\.\d+){1,3}|none)$")]
+Name = Annotated[Str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+Token = Annotated[Str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:+@-]*$")]
 """A word with no spaces or shell metacharacters: module names, partitions, image references."""
-Text = Annotated[str, StringConstraints(pattern=r"^[^\n\r`$\\]*$", min_length=1)]
+Text = Annotated[Str, StringConstraints(pattern=r"^[^\n\r`$\\]*$", min_length=1)]
 """One line of prose; no command substitution, no backslashes."""
-EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-EnvValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/:,=+@^-]*$")]
+EnvName = Annotated[Str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+EnvValue = Annotated[Str, StringConstraints(pattern=r"^[A-Za-z0-9._/:,=+@^-]*$")]
 """An environment value that needs no quoting in a shell or a Dockerfile."""
 Arch = Literal["x86_64", "ppc64le"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Exact types (no "2" for 2, no true for 1), finite numbers, no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class NodeType(_Strict):
@@ -90,7 +118,7 @@ class Partition(_Strict):
     node_type: Name = Field(description="Which node type the partition holds (a `node_types` name).")
     min_nodes: int = Field(default=1, ge=1, description="Smallest job, in nodes.")
     max_nodes: int = Field(ge=1, description="Largest job, in nodes.")
-    max_time: Annotated[str, StringConstraints(pattern=r"^\d{1,3}:\d{2}$")] = Field(
+    max_time: Annotated[Str, StringConstraints(pattern=r"^\d{1,3}:\d{2}$")] = Field(
         description="Wall-time limit, HH:MM."
     )
 
@@ -118,7 +146,7 @@ class Scheduler(_Strict):
     kind: Literal["slurm", "lsf"] = Field(description="Batch system: 'slurm' (sbatch) or 'lsf' (bsub).")
     submit: Token = Field(description="Submit command, e.g. 'sbatch', NCSA's 'swbatch' or 'bsub'.")
     launcher: Literal["mpirun", "srun", "jsrun"] = Field(description="How ranks are started in a job.")
-    default_time: Annotated[str, StringConstraints(pattern=r"^\d{1,3}:\d{2}$")] = Field(
+    default_time: Annotated[Str, StringConstraints(pattern=r"^\d{1,3}:\d{2}$")] = Field(
         description="Default wall time of a generated job, HH:MM."
     )
     account_required: bool = Field(
@@ -156,10 +184,10 @@ class Mpi(_Strict):
     image_source: Literal["apt", "source", "conda"] = Field(
         description="How the image gets MPI: Debian/Ubuntu package, built from source, or conda."
     )
-    host_root: Annotated[str, StringConstraints(pattern=r"^(/[A-Za-z0-9._-]+)+$|^\$[A-Z_]+$")] | None = Field(
+    host_root: Annotated[Str, StringConstraints(pattern=r"^(/[A-Za-z0-9._-]+)+$|^\$[A-Z_]+$")] | None = Field(
         default=None, description="Bind model only: host MPI install prefix bound into the image."
     )
-    host_env: dict[EnvName, Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/:,=+@^${}-]*$")]] = Field(
+    host_env: dict[EnvName, Annotated[Str, StringConstraints(pattern=r"^[A-Za-z0-9._/:,=+@^${}-]*$")]] = Field(
         default_factory=dict,
         description="Bind model only: environment the image's processes need to use the bound host MPI, passed "
         "into the container as <RUNTIME>ENV_<NAME>; $NAME in a value expands on the host at run time.",
@@ -183,11 +211,11 @@ class BaseImage(_Strict):
         description="'registry': pulled; 'debootstrap': made on the build host (`hpcai base`), no registry."
     )
     os: Literal["debian", "ubuntu", "rhel"] = Field(description="Distribution family of the base.")
-    os_version: Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?$")] = Field(
+    os_version: Annotated[Str, StringConstraints(pattern=r"^\d+(\.\d+)?$")] = Field(
         description="Distribution release, e.g. '12', '22.04', '8.8'."
     )
     suite: Token | None = Field(default=None, description="debootstrap suite (origin = 'debootstrap').")
-    mirror: Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9._/:-]+$")] | None = Field(
+    mirror: Annotated[Str, StringConstraints(pattern=r"^https?://[A-Za-z0-9._/:-]+$")] | None = Field(
         default=None, description="Distribution mirror that debootstrap reads (origin = 'debootstrap')."
     )
 
@@ -214,7 +242,7 @@ class Stack(_Strict):
     )
     numpy: Version = Field(description="NumPy (TF 2.15 needs < 2).")
     horovod: Version = Field(description="Horovod.")
-    horovod_patches: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]*$")]] = Field(
+    horovod_patches: list[Annotated[Str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]*$")]] = Field(
         default_factory=list,
         description="Patches applied to Horovod's sdist before building, files `containers/patches/<name>.patch`.",
     )
@@ -223,7 +251,7 @@ class Stack(_Strict):
     )
     mpi4py: Version = Field(description="mpi4py.")
     h5py: Version = Field(description="h5py, which the training package reads its data with.")
-    extra_pip: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+==[0-9][A-Za-z0-9.]*$")]] = Field(
+    extra_pip: list[Annotated[Str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+==[0-9][A-Za-z0-9.]*$")]] = Field(
         default_factory=list, description="Further pip packages, each pinned as 'name==version'."
     )
 
@@ -248,10 +276,10 @@ class Site(_Strict):
     env: dict[EnvName, EnvValue] = Field(
         default_factory=dict, description="Environment exported in job scripts for Horovod, NCCL and MPI."
     )
-    docs: list[Annotated[str, StringConstraints(pattern=r"^https://[^\s]+$")]] = Field(
+    docs: list[Annotated[Str, StringConstraints(pattern=r"^https://[^\s]+$")]] = Field(
         default_factory=list, description="Public documentation of the system."
     )
-    unconfirmed: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.]+$")], Text] = Field(
+    unconfirmed: dict[Annotated[Str, StringConstraints(pattern=r"^[a-z0-9_.]+$")], Text] = Field(
         default_factory=dict,
         description="Fields whose value was chosen, not confirmed from a source: dotted field path -> why.",
     )
@@ -273,6 +301,9 @@ class Site(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Site:
         names = {n.name for n in self.node_types}
+        for i, node in enumerate(self.node_types):
+            if [n.name for n in self.node_types].index(node.name) != i:
+                raise ValueError(f"node_types.{i}.name: expected unique node-type names, got {node.name!r} twice")
         if self.default_node_type not in names:
             raise ValueError(f"default_node_type: expected one of {sorted(names)}")
         for i, part in enumerate(self.partitions):
@@ -321,19 +352,34 @@ def _has_field(model: BaseModel, dotted: str) -> bool:
     return True
 
 
+def _shown_value(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:45]}... ({len(str(value))} characters)"
+
+
 def _format_error(path: Path, err: ValidationError) -> str:
     path = display_path(path)  # type: ignore[assignment]
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "missing":
+    kind = first["type"]
+    if kind == "missing":
         return f"{path}: {loc}: required field is missing"
-    if first["type"] == "extra_forbidden":
+    if kind == "extra_forbidden":
         return f"{path}: {loc}: unknown field (check its spelling against `hpcai sites --schema`)"
-    if first["type"] == "string_pattern_mismatch":
+    if kind == "string_pattern_mismatch":
         pattern = first.get("ctx", {}).get("pattern", "")
         expected = "a version like 2.15.1" if pattern == VERSION else f"a value matching {pattern}"
-        return f"{path}: {loc}: expected {expected}, got {first['input']!r}"
+        return f"{path}: {loc}: expected {expected}, got {_shown_value(first['input'])}"
+    if kind == "string_too_long":
+        return (
+            f"{path}: {loc}: expected at most {MAX_VALUE_LENGTH} characters (the limit of every catalog value), "
+            f"got {len(first['input'])}"
+        )
+    if kind.endswith("_type") or kind in ("finite_number", "literal_error"):
+        expected = msg.removeprefix("Input should be ").removeprefix("a ")
+        article = "" if kind in ("literal_error", "finite_number") else "a "
+        return f"{path}: {loc}: expected {article}{expected}, got {_shown_value(first['input'])}"
     where = f"{loc}: " if loc and not re.match(r"^[a-z_.0-9]+: ", msg) else ""
     return f"{path}: {where}{msg}"
 
@@ -341,12 +387,15 @@ def _format_error(path: Path, err: ValidationError) -> str:
 def load_site_file(path: Path) -> Site:
     """Parse and validate one site file; the file name must be ``<id>.toml``."""
     shown = display_path(path)
+    if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+        raise KitError(f"{shown}: {path.stat().st_size} bytes; expected a site file of at most {MAX_FILE_BYTES}")
+    text = read_text_file(path, "site file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KitError(f"{shown}: no such site file") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise KitError(f"{shown}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise KitError(f"{shown}: not valid TOML: nested too deeply") from None
     try:
         site = Site.model_validate(data)
     except ValidationError as err:
@@ -356,13 +405,34 @@ def load_site_file(path: Path) -> Site:
     return site
 
 
+SITE_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
+"""What a site id is (the pattern of ``Site.id``); ``--site`` takes an id, never a path."""
+
+
+def _catalog_dir(sites_dir: Path) -> Path:
+    if not sites_dir.is_dir():
+        what = "not a directory" if sites_dir.exists() else "no such directory"
+        raise KitError(f"{display_path(sites_dir)}: {what}; expected the site catalog (a directory of <id>.toml)")
+    return sites_dir
+
+
 def site_ids(sites_dir: Path = SITES_DIR) -> list[str]:
-    """Ids of every site in the catalog, sorted."""
-    return sorted(p.stem for p in sites_dir.glob("*.toml"))
+    """Ids of every site in the catalog, sorted; a catalog without sites, or with a non-file ``*.toml``, is refused."""
+    paths = sorted(_catalog_dir(sites_dir).glob("*.toml"))
+    for path in paths:
+        if not path.is_file():
+            raise KitError(f"{display_path(path)}: not a regular file; expected a site file")
+        if not SITE_ID.fullmatch(path.stem):
+            raise KitError(f"{display_path(path)}: expected a file named <id>.toml, id matching {SITE_ID.pattern}")
+    if not paths:
+        raise KitError(f"{display_path(sites_dir)}: no site files (<id>.toml); expected at least one site")
+    return [p.stem for p in paths]
 
 
 def load_site(site_id: str, sites_dir: Path = SITES_DIR) -> Site:
     """The validated site with this id."""
+    if not SITE_ID.fullmatch(site_id):
+        raise KitError(f"--site: expected a site id (lowercase letters, digits, '-'), got {_shown_value(site_id)}")
     path = sites_dir / f"{site_id}.toml"
     if not path.is_file():
         known = ", ".join(site_ids(sites_dir)) or "none"

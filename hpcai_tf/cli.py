@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -16,10 +17,29 @@ from collections.abc import Sequence
 from hpcai_tf import __version__, commands
 from hpcai_tf.errors import KitError
 
+DEBUG_ENV = "HPCAI_DEBUG"
+"""``HPCAI_DEBUG=1``: an unexpected exception prints its traceback instead of one line."""
+
+
+class KitParser(argparse.ArgumentParser):
+    """An argument parser that takes no abbreviations: ``--run-di`` is not ``--run-dir``.
+
+    Sub-command parsers are made by ``add_subparsers`` with the parser's own class, so every parser of
+    the CLI, however deeply nested, is one of these.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        """Usage errors as one line (argparse prints the usage block first), exit 2."""
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    parser = KitParser(
         prog="hpcai",
         description="Container-first reproducibility kit for distributed deep learning on HPC clusters.",
     )
@@ -65,6 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as err:  # a bug or an unforeseen input: one line, the traceback only when asked for
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        detail = " ".join(str(err).split())[:300]
+        print(
+            f"hpcai: error: hpcai {args.command}: unexpected {type(err).__name__}"
+            + (f": {detail}" if detail else "")
+            + f" (rerun with {DEBUG_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

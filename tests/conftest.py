@@ -28,3 +28,31 @@ def run_hpcai(
 def hpcai():
     """The ``run_hpcai`` helper, as a fixture."""
     return run_hpcai
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every entry below ``root`` (symlinks not followed): its kind, size and content hash, to compare before/after."""
+    import hashlib
+    import stat
+
+    listing: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            info = path.lstat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(info.st_mode) else ""
+            target = os.readlink(path) if stat.S_ISLNK(info.st_mode) else ""
+            listing[str(path.relative_to(root))] = (stat.S_IFMT(info.st_mode), info.st_size, digest, target)
+    return listing
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], *names: str) -> str:
+    """Exit 2, one ``hpcai: error:`` line on stderr that holds every one of ``names``, no traceback; the line."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert lines[0].startswith("hpcai") and ": error: " in lines[0], lines[0]
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]

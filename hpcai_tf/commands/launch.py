@@ -74,6 +74,10 @@ def launch_request(args: argparse.Namespace, nodes: int, ranks_per_node: int | N
     from hpcai_tf.launch.job_script import LaunchRequest
     from hpcai_tf.launch.jsrun import LAYOUTS
 
+    if args.passthrough and args.workload in WORKLOADS:
+        from hpcai_tf.commands.train import check_train_arguments
+
+        check_train_arguments(args.workload, args.passthrough)
     if args.jsrun_layout is not None and args.jsrun_layout not in LAYOUTS:
         raise KitError(f"--jsrun-layout: expected one of {', '.join(LAYOUTS)}, got {args.jsrun_layout!r}")
     return LaunchRequest(
@@ -118,12 +122,10 @@ def _launch(args: argparse.Namespace) -> int:
     site = request.site
     text = render_job_script(request)
     if args.out:
-        if args.out.is_dir():
-            raise KitError(f"--out: {args.out} is a directory; expected a file name for the job script")
         try:
             write_atomic(args.out, text)
-        except OSError as err:
-            raise KitError(f"--out: cannot write {args.out}: {err.strerror}") from None
+        except KitError as err:
+            raise KitError(f"--out: {err}") from None
     if args.submit:
         print(submit_job_script(site, text, args.out))
     elif args.out:

@@ -78,12 +78,15 @@ def _sites(args: argparse.Namespace) -> int:
 
 def _render(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_catalog, load_site
+    from hpcai_tf.files import check_targets
     from hpcai_tf.recipes.render import patch_files, render_site, write_site
 
     sites = [load_site(s) for s in args.site] if args.site else load_catalog()
     for site in sites:  # validate and render everything first: no half-written output
         patch_files(site)
-        render_site(site)
+        rendered = render_site(site)
+        if not args.show:
+            check_targets([args.out / site.id / name for name in rendered])
     for site in sites:
         if args.show:
             for name, text in render_site(site).items():
@@ -118,7 +121,7 @@ def _extend(args: argparse.Namespace) -> int:
 
 def _docs(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_catalog
-    from hpcai_tf.files import write_atomic
+    from hpcai_tf.files import check_targets, write_atomic
     from hpcai_tf.sitedocs.compatibility import compatibility_page
     from hpcai_tf.sitedocs.site_page import site_page
     from hpcai_tf.sitedocs.stack_table import catalog_reference, stack_page
@@ -130,6 +133,7 @@ def _docs(args: argparse.Namespace) -> int:
         "compatibility.md": compatibility_page(sites),
     }
     pages.update({f"sites/{site.id}.md": site_page(site) for site in sites})
+    check_targets([args.out / name for name in pages])
     for name, text in pages.items():
         write_atomic(args.out / name, text)
         print(args.out / name)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +17,36 @@ JOB_ONLY = ("node_type", "runtime", "time", "account", "image", "launcher", "jsr
 
 
 def _counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
-    if not counts or any(c < 1 for c in counts):
+    parts = text.split(",")
+    if not all(re.fullmatch(r"[0-9]+", part) for part in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 1,2,4, got {text!r}")
+    counts = [int(part) for part in parts]
+    if any(c < 1 for c in counts):
         raise argparse.ArgumentTypeError(f"expected positive whole numbers, got {text!r}")
     return counts
+
+
+def _number(kind: type, minimum: float, inclusive: bool = False):
+    """An argparse type: a finite ``kind`` above ``minimum`` (or equal to it with ``inclusive``)."""
+    expected = f"a finite number {'>=' if inclusive else '>'} {minimum:g}"
+    if kind is int:
+        expected = f"a whole number {'>=' if inclusive else '>'} {minimum:g}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE = _number(float, 0)
+POSITIVE_INT = _number(int, 0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs = scale.add_argument_group("batch jobs (with --site S --submit)")
     jobs.add_argument("--site", help="site id from the catalog whose scheduler runs the jobs")
     jobs.add_argument("--submit", action="store_true", help="submit one job per rank count, wait, then report")
-    jobs.add_argument("--poll", type=float, default=10.0, metavar="SECONDS", help="how often to read job states")
+    jobs.add_argument("--poll", type=POSITIVE, default=10.0, metavar="SECONDS", help="how often to read job states")
     jobs.add_argument("--no-wait", action="store_true", help="submit and stop; run `hpcai report` later")
     add_job_options(jobs)
     scale.set_defaults(func=_scale, passthrough_to="hpcai train")
@@ -68,16 +93,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     estimate.add_argument("--gpus", type=_counts, required=True, help="device counts, e.g. 1,8,64")
     source = estimate.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-run", type=Path, help="a 1-rank run directory: its measured step time and batch")
-    source.add_argument("--step-time", type=float, help="per-device compute seconds per step (e.g. on a V100)")
-    estimate.add_argument("--batch", type=int, help="batch per device that --step-time was measured at")
+    source.add_argument("--step-time", type=POSITIVE, help="per-device compute seconds per step (e.g. on a V100)")
+    estimate.add_argument("--batch", type=POSITIVE_INT, help="batch per device that --step-time was measured at")
     estimate.add_argument("--smoke", action="store_true", help="size the model of the smoke preset")
-    estimate.add_argument("--params", type=int, help="gradient size in parameters (default: built from the model)")
-    estimate.add_argument("--tensors", type=int, help="gradient tensors (default: from the model)")
+    estimate.add_argument(
+        "--params", type=POSITIVE_INT, help="gradient size in parameters (default: built from the model)"
+    )
+    estimate.add_argument("--tensors", type=POSITIVE_INT, help="gradient tensors (default: from the model)")
     estimate.add_argument("--algorithm", choices=["ring", "hierarchical"], default="ring")
-    estimate.add_argument("--fusion-mb", type=float, default=64.0, help="tensor fusion threshold, MiB (0: off)")
-    estimate.add_argument("--overlap", type=float, default=1.0, help="share of the backward pass that hides comms")
+    estimate.add_argument(
+        "--fusion-mb",
+        type=_number(float, 0, inclusive=True),
+        default=64.0,
+        help="tensor fusion threshold, MiB (0: off)",
+    )
+    estimate.add_argument(
+        "--overlap",
+        type=_number(float, 0, inclusive=True),
+        default=1.0,
+        help="share of the backward pass that hides comms",
+    )
     estimate.add_argument("--fp16-allreduce", action="store_true", help="fp16 gradient compression")
-    estimate.add_argument("--price", type=float, help="USD per device-hour (default: the catalog's, if any)")
+    estimate.add_argument("--price", type=POSITIVE, help="USD per device-hour (default: the catalog's, if any)")
     estimate.add_argument("--out", type=Path, help="directory for estimate.md, estimate.csv, estimate.png")
     estimate.set_defaults(func=_estimate)
 
@@ -88,7 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(time-to-train x devices x price). The price comes from --price or the site's catalog entry.",
     )
     cost.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
-    cost.add_argument("--price", type=float, help="USD per device-hour")
+    cost.add_argument("--price", type=POSITIVE, help="USD per device-hour")
     cost.add_argument("--site", help="site whose catalog price to use (default: the runs' site)")
     cost.set_defaults(func=_cost)
 
@@ -131,6 +168,9 @@ def _scale_jobs(args: argparse.Namespace) -> list[Path] | None:
 
 def _scale_here(args: argparse.Namespace) -> list[Path]:
     """``hpcai train --ranks N`` with mpirun on this machine, one count after another."""
+    from hpcai_tf.commands.train import check_train_arguments
+
+    check_train_arguments(args.workload, args.passthrough)
     run_dirs = []
     for ranks in args.ranks:
         run_dir = args.out / f"{args.workload}-{ranks}ranks"
@@ -154,14 +194,16 @@ def _scale_here(args: argparse.Namespace) -> list[Path]:
 
 
 def _write_report(rows, out: Path | None, title: str, stem: str, workers: str = "workers") -> None:
-    from hpcai_tf.files import write_atomic
+    from hpcai_tf.files import check_targets, write_atomic
     from hpcai_tf.scaling.report import csv_table, markdown_table, plot_scaling
 
     if out is None:
         return
+    plot = out / ("scaling.png" if stem == "report" else f"{stem}.png")
+    check_targets([out / f"{stem}.md", out / f"{stem}.csv", plot])
     write_atomic(out / f"{stem}.md", f"# {title}\n\n" + markdown_table(rows))
     write_atomic(out / f"{stem}.csv", csv_table(rows))
-    plot_scaling(rows, out / ("scaling.png" if stem == "report" else f"{stem}.png"), title, workers)
+    plot_scaling(rows, plot, title, workers)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -203,8 +245,8 @@ def _estimate(args: argparse.Namespace) -> int:
 
         size = model_size(args.workload, smoke=args.smoke)
         params, tensors = args.params or size.parameters, args.tensors or size.tensors
-    if step <= 0 or not 0 <= args.overlap <= 1 or args.fusion_mb < 0:
-        raise KitError("estimate: expected --step-time > 0, 0 <= --overlap <= 1 and --fusion-mb >= 0")
+    if step <= 0 or not 0 <= args.overlap <= 1 or not 0 <= args.fusion_mb <= 1 << 20:
+        raise KitError("estimate: expected --step-time > 0, 0 <= --overlap <= 1 and 0 <= --fusion-mb <= 1048576")
     workload = Workload(args.workload, step, batch, params, tensors, epochs, dataset)
     comm = Communication(
         algorithm=args.algorithm,

@@ -93,6 +93,37 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=train_command)
 
 
+class _TrainArgumentParser(argparse.ArgumentParser):
+    """The ``hpcai train`` parser as a checker: what it would refuse in the job is a KitError now."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise KitError(f"train arguments after --: {message}")
+
+    def print_help(self, file=None) -> None:
+        raise KitError("train arguments after --: -h/--help prints help; run `hpcai train --help` instead")
+
+
+def check_train_arguments(workload: str, argv: list[str]) -> None:
+    """Parse ``hpcai train WORKLOAD ARGV`` with the training parser itself, so that a job fails when its
+    script is written, not hours later in the queue; a KitError names the argument and what was expected.
+
+    ``--run-dir``, ``--ranks`` and ``--resume`` are the launcher's (the job resumes in its own run directory).
+    """
+    parser = _TrainArgumentParser(prog="hpcai")
+    _register_train(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", workload, *argv])
+    for dest, flag in (("run_dir", "--run-dir"), ("ranks", "--ranks"), ("resume", "--resume")):
+        if getattr(args, dest) not in (None, False):
+            raise KitError(
+                f"train argument {flag}: set by the job script (the run directory is named after the job and "
+                "the launcher starts the ranks); leave it out"
+            )
+
+
 def _options(args: argparse.Namespace):
     from hpcai_tf.train.loop import TrainOptions
 

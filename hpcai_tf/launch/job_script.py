@@ -101,7 +101,7 @@ class JobScript:
 
 def parse_time(text: str, flag: str = "--time") -> int:
     """Minutes in an ``H:MM`` wall time (``0:30``, ``12:00``); zero or malformed is refused."""
-    match = _TIME.match(text)
+    match = _TIME.fullmatch(text)
     if not match or int(match[1]) * 60 + int(match[2]) == 0:
         raise KitError(f"{flag}: expected a wall time H:MM greater than 0:00 (e.g. 0:30 or 12:00), got {text!r}")
     return int(match[1]) * 60 + int(match[2])
@@ -275,7 +275,7 @@ def check_request(request: LaunchRequest) -> None:
     if request.runtime is not None and request.runtime not in RUNTIMES:
         raise KitError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got {request.runtime!r}")
     scheduler = request.site.scheduler
-    if request.account is not None and not _ACCOUNT.match(request.account):
+    if request.account is not None and not _ACCOUNT.fullmatch(request.account):
         raise KitError(
             f"--account: expected an account or project name (letters, digits, '_', '.', '-'), got {request.account!r}"
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
+from hpcai_tf.files import check_targets, write_atomic
 from hpcai_tf.recipes.render import (
     IMAGE_OPTIONS_DIR,
     KEPT_CONSTRAINTS,
@@ -26,7 +27,6 @@ from hpcai_tf.recipes.render import (
     sif_path,
     template_environment,
 )
-from hpcai_tf.files import write_atomic
 
 PIP_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[0-9][A-Za-z0-9.+!-]*$")
 APT_SPEC = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
@@ -48,15 +48,15 @@ def constraints(site: Site) -> str:
 
 
 def _check(name: str, pip: list[str], apt: list[str]) -> None:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise KitError(f"--name: expected lowercase letters, digits and '-', got {name!r}")
     if not pip:
         raise KitError("--pip: give at least one package to add, as NAME==VERSION")
     for spec in pip:
-        if not PIP_SPEC.match(spec):
+        if not PIP_SPEC.fullmatch(spec):
             raise KitError(f"--pip: expected an exact pin NAME==VERSION, got {spec!r}")
     for spec in apt:
-        if not APT_SPEC.match(spec):
+        if not APT_SPEC.fullmatch(spec):
             raise KitError(f"--apt: expected a package name (optionally NAME=VERSION), got {spec!r}")
 
 
@@ -86,6 +86,7 @@ def render_derived(site: Site, name: str, pip: list[str], apt: list[str]) -> dic
 def write_derived(site: Site, name: str, pip: list[str], apt: list[str], out_dir: Path) -> list[Path]:
     """Render, then write, the derived recipe into ``out_dir``."""
     files = render_derived(site, name, pip, apt)
+    check_targets([out_dir / file_name for file_name in files])
     paths = []
     for file_name, text in files.items():
         path = out_dir / file_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from hpcai_tf.catalog import Site
+from hpcai_tf.catalog import SITE_ID, Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.scaling.report import Run, read_runs
 
@@ -24,6 +24,8 @@ def price_for(run: Run, price: float | None, site: Site | None, load_site: Calla
     if site is None:
         if run.site == "host":
             raise KitError(f"{run.path}: the run names no site; give --price or --site")
+        if not SITE_ID.fullmatch(run.site):
+            raise KitError(f"{run.path}: provenance: site expected a site id, got {run.site[:40]!r}")
         site = load_site(run.site)
     catalog_price = site.node_type().cloud_price_per_device_hour
     if catalog_price is None:

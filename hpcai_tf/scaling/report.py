@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from hpcai_tf.errors import KitError
+from hpcai_tf.files import read_text_file, write_bytes_atomic
 
 METRICS = "metrics.jsonl"
 
@@ -108,27 +109,46 @@ class TableRow(Protocol):
     def cells(self) -> tuple[str, ...]: ...
 
 
-def _records(path: Path) -> list[dict]:
+def _records(path: Path) -> list[tuple[int, dict]]:
+    """(line number, record) of every record of a metrics file."""
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise KitError(f"{path}:{number}: not a JSON record (a partial write?)") from None
-            if not isinstance(record, dict) or "type" not in record:
-                raise KitError(f"{path}:{number}: expected a JSON object with a 'type' field")
-            records.append(record)
+    for number, line in enumerate(read_text_file(path, "metrics file").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise KitError(f"{path}:{number}: not a JSON record (a partial write?)") from None
+        except RecursionError:
+            raise KitError(f"{path}:{number}: JSON nested too deeply; expected a flat metrics record") from None
+        if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+            raise KitError(f"{path}:{number}: expected a JSON object with a 'type' field")
+        records.append((number, record))
     return records
 
 
-def _number(record: dict, key: str, where: str) -> float:
+def _number(record: dict, key: str, where: str, *, positive: bool = False, whole: bool = False) -> float:
     value = record.get(key)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-        raise KitError(f"{where}: field '{key}' missing or not a non-negative number")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > 0 if positive else value >= 0) and (not whole or float(value).is_integer())
+    if not ok:
+        expected = ("a positive" if positive else "a non-negative") + (" whole number" if whole else " number")
+        raise KitError(f"{where}: field '{key}' missing or not {expected}, got {_shown(value)}")
     return float(value)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _table(record: dict, key: str, where: str) -> dict:
+    value = record.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise KitError(f"{where}: field '{key}' expected a JSON object, got {_shown(value)}")
+    return value
 
 
 def read_run(run_dir: Path) -> Run:
@@ -136,42 +156,53 @@ def read_run(run_dir: Path) -> Run:
     path = run_dir / METRICS if run_dir.is_dir() else run_dir
     if not path.is_file():
         raise KitError(f"{path}: no metrics file (expected {METRICS} written by `hpcai train`)")
-    records = _records(path)
-    if not records or records[0]["type"] != "provenance":
+    numbered = _records(path)
+    if not numbered or numbered[0][1]["type"] != "provenance":
         raise KitError(f"{path}: the first record must be the run's provenance")
-    provenance = records[0]
-    epochs = [r for r in records if r["type"] == "epoch"]
+    line, provenance = numbered[0]
+    epochs = [(n, r) for n, r in numbered if r["type"] == "epoch"]
     if not epochs:
         raise KitError(f"{path}: no epoch records (the run ended before its first epoch)")
-    config = provenance.get("config") or {}
-    where = f"{path}: provenance"
+    where = f"{path}:{line}: provenance"
+    config = _table(provenance, "config", where)
     workload = provenance.get("workload")
     if not isinstance(workload, str):
-        raise KitError(f"{where}: field 'workload' missing")
-    ranks = int(_number(provenance, "ranks", where))
+        raise KitError(f"{where}: field 'workload' missing or not a string")
+    ranks = int(_number(provenance, "ranks", where, positive=True, whole=True))
     measured = epochs[1:] if len(epochs) > 1 else epochs
-    throughput = sum(_number(e, "global_samples_per_sec", f"{path}: epoch {e.get('epoch')}") for e in measured)
-    epoch_time = sum(_number(e, "epoch_time_s", f"{path}: epoch {e.get('epoch')}") for e in measured)
-    step_time = sum(_number(e, "step_time_s", f"{path}: epoch {e.get('epoch')}") for e in measured)
-    finals = [r for r in records if r["type"] == "final"]
-    last = finals[-1] if finals else epochs[-1]
-    wall = _number(last, "wall_time_s", f"{path}: {last['type']} record")
-    image = provenance.get("image") or {}
-    labels = image.get("labels") or {} if isinstance(image, dict) else {}
+
+    def epoch_sum(key: str, positive: bool = False) -> float:
+        return sum(_number(e, key, f"{path}:{n}: epoch record", positive=positive) for n, e in measured)
+
+    throughput = epoch_sum("global_samples_per_sec", positive=True)
+    epoch_time = epoch_sum("epoch_time_s")
+    step_time = epoch_sum("step_time_s")
+    finals = [(n, r) for n, r in numbered if r["type"] == "final"]
+    last_line, last = finals[-1] if finals else epochs[-1]
+    wall = _number(last, "wall_time_s", f"{path}:{last_line}: {last['type']} record")
+    image = _table(provenance, "image", where)
+    labels = _table(image, "labels", f"{where}.image")
     image_name = labels.get("org.opencontainers.image.title") or "host"
     version = labels.get("org.opencontainers.image.version")
+    site = provenance.get("site") or image.get("site") or "host"
+    for key, value in (("site", site), ("image title", image_name), ("image version", version or "")):
+        if not isinstance(value, str):
+            raise KitError(f"{where}: {key} expected a string, got {_shown(value)}")
+    last_epoch_line, last_epoch = epochs[-1]
     return Run(
         path=path,
         workload=workload,
         ranks=ranks,
-        site=str(provenance.get("site") or (image.get("site") if isinstance(image, dict) else None) or "host"),
+        site=site,
         image=f"{image_name} {version}" if version else image_name,
         throughput=throughput / len(measured),
         epoch_time_s=epoch_time / len(measured),
         step_time_s=step_time / len(measured),
-        epochs_to_train=int(_number(config, "epochs", f"{where}.config")),
-        dataset_size=int(_number(config, "dataset_size", f"{where}.config")),
-        batch_per_rank=int(_number(epochs[-1], "batch_per_rank", f"{path}: epoch {epochs[-1].get('epoch')}")),
+        epochs_to_train=int(_number(config, "epochs", f"{where}.config", positive=True, whole=True)),
+        dataset_size=int(_number(config, "dataset_size", f"{where}.config", positive=True, whole=True)),
+        batch_per_rank=int(
+            _number(last_epoch, "batch_per_rank", f"{path}:{last_epoch_line}: epoch record", positive=True, whole=True)
+        ),
         wall_time_s=wall,
     )
 
@@ -269,8 +300,7 @@ def plot_scaling(rows: Sequence[TableRow], path: Path, title: str, workers: str 
             axis.set_xscale("log", base=2)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(path)
+    write_bytes_atomic(path, image.getvalue())

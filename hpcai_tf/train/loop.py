@@ -33,7 +33,14 @@ from hpcai_tf.train.distributed import AgreedError, Ranks, hostname, init_horovo
 from hpcai_tf.train.launcher_env import detect_launcher
 from hpcai_tf.train.metrics_log import MetricsLog
 from hpcai_tf.train.provenance import now_iso, provenance_record
-from hpcai_tf.train.run_dir import choose_run_dir, hold_run_dir
+from hpcai_tf.train.run_dir import (
+    RunDirBefore,
+    abandon_run_dir,
+    before_run_dir,
+    hold_run_dir,
+    make_run_dir,
+    plan_run_dir,
+)
 from hpcai_tf.train.schedules import lr_at_epoch
 from hpcai_tf.train.signals import EXIT_PREEMPTED, PreemptionFlag
 from hpcai_tf.train.workloads import get_workload
@@ -133,9 +140,7 @@ def run_rank(options: TrainOptions) -> int:
             config = run_config(options)
         except KitError as err:
             raise AgreedError(str(err)) from None  # every rank resolves the same configuration
-        ranks = init_horovod(
-            deterministic=options.deterministic, timeline=options.timeline, seed=config["seed"]
-        )
+        ranks = init_horovod(deterministic=options.deterministic, timeline=options.timeline, seed=config["seed"])
         return Trainer(options, config, ranks, flag, started_at, started).run()
     finally:
         flag.uninstall()
@@ -156,6 +161,8 @@ class Trainer:
         self.workload: Workload = get_workload(options.workload)
         self.log: MetricsLog | None = None
         self.summary_writer = None
+        self.run_dir_before: RunDirBefore | None = None
+        self.epochs_recorded = 0
 
     # ------------------------------------------------------------------------------------------ helpers
     def say(self, text: str) -> None:
@@ -168,6 +175,7 @@ class Trainer:
     def record(self, record: dict[str, Any]) -> None:
         if self.log is not None:
             self.log.append(record)
+            self.epochs_recorded += record.get("type") == "epoch"
 
     # ------------------------------------------------------------------------------------------- set-up
     def _load_resume_point(self, path: Path) -> tuple[dict[str, Any] | None, Checkpoint | None]:
@@ -236,15 +244,30 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------- run
     def run(self) -> int:
-        import tensorflow as tf
+        ranks, options = self.ranks, self.options
 
-        ranks, config, options = self.ranks, self.config, self.options
         def choose_and_hold() -> Path:
-            path = choose_run_dir(options.workload, options.run_dir, options.resume)
+            path = plan_run_dir(options.workload, options.run_dir, options.resume)
+            self.run_dir_before = before_run_dir(path)
+            path = make_run_dir(path)
             hold_run_dir(path)
             return path
 
         run_dir: Path = ranks.on_root(choose_and_hold, "hpcai.run_dir")
+        try:
+            return self._run_in(run_dir)
+        except BaseException:
+            if ranks.is_root and not self.epochs_recorded:  # nothing the user asked for: leave nothing behind
+                if self.summary_writer is not None:
+                    self.summary_writer.close()
+                if self.run_dir_before is not None:
+                    abandon_run_dir(run_dir, self.run_dir_before)
+            raise
+
+    def _run_in(self, run_dir: Path) -> int:
+        import tensorflow as tf
+
+        ranks, config, options = self.ranks, self.config, self.options
         checkpoint_path = run_dir / CHECKPOINT_FILE
         saved_state, checkpoint = self._load_resume_point(checkpoint_path) if options.resume else (None, None)
         if saved_state and saved_state["finished"]:
@@ -342,9 +365,7 @@ class Trainer:
         values = self.ranks.allreduce_sum(np.array([float(logs[k]) for k in keys]), name) / self.ranks.size
         return dict(zip(keys, values.tolist(), strict=True))
 
-    def _epoch(
-        self, model: Any, data: TrainingData, stage: Stage, state: TrainState, path: Path
-    ) -> int | None:
+    def _epoch(self, model: Any, data: TrainingData, stage: Stage, state: TrainState, path: Path) -> int | None:
         """Train one epoch (or its rest after a resume); returns an exit status if the run must end now."""
         import horovod.tensorflow.keras as hvd
         import tensorflow as tf
@@ -394,13 +415,9 @@ class Trainer:
         stage_name = stage.name
         if stop_stage or state.epoch_in_stage >= stage.epochs:
             if stop_stage:
-                self.say(
-                    f"stage '{stage.name}': no better validation loss in {stage.patience} epochs, stopping it"
-                )
+                self.say(f"stage '{stage.name}': no better validation loss in {stage.patience} epochs, stopping it")
             state.next_stage()
-        state.finished = state.epoch >= self.config["epochs"] or state.stage >= len(
-            self.workload.stages(self.config)
-        )
+        state.finished = state.epoch >= self.config["epochs"] or state.stage >= len(self.workload.stages(self.config))
         self._checkpoint(model, state, path)
         per_rank = data.batch * steps_run / train_time if train_time > 0 else None
         record = {
@@ -471,10 +488,7 @@ class Trainer:
         from hpcai_tf.train.data.tfrecords import find_bad_shard
 
         shards = [
-            path
-            for key in ("train_source", "val_source")
-            if key in data.details
-            for path in data.details[key].shards
+            path for key in ("train_source", "val_source") if key in data.details for path in data.details[key].shards
         ]
         if shards:
             return find_bad_shard(shards)
@@ -510,9 +524,7 @@ class Trainer:
         self.ranks.barrier("hpcai.stopped")
         return EXIT_PREEMPTED
 
-    def _finish(
-        self, model: Any, data: TrainingData, state: TrainState, path: Path, context: RunContext
-    ) -> int:
+    def _finish(self, model: Any, data: TrainingData, state: TrainState, path: Path, context: RunContext) -> int:
         quality = self.workload.quality(context, model, data)
         digests = self.ranks.allgather_object(weights_digest(model.trainable_variables), "hpcai.digests")
         agree = len(set(digests)) == 1
@@ -531,9 +543,7 @@ class Trainer:
         )
         value = quality.get("value")
         shown = f"{value:.4f}" if isinstance(value, float) else "n/a"
-        self.say(
-            f"done: {quality['name']} {shown}; weights agree across ranks: {agree}; {self.elapsed():.1f} s"
-        )
+        self.say(f"done: {quality['name']} {shown}; weights agree across ranks: {agree}; {self.elapsed():.1f} s")
         if self.summary_writer is not None:
             self.summary_writer.close()
         return 0

@@ -69,6 +69,8 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
         raise KitError(f"{path}: cannot read the metrics file ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise KitError(f"{path}: not valid UTF-8 (byte {err.start}); expected the metrics file of a run") from None
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

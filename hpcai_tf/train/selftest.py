@@ -191,7 +191,9 @@ def check_gpu() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpcai_tf.train.selftest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m hpcai_tf.train.selftest", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
     sub = parser.add_subparsers(dest="check", required=True)
     sub.add_parser("versions", help="the stack answers with the image's pins")
     sub.add_parser("allreduce", help="Horovod allreduce and broadcast (run under mpirun)")

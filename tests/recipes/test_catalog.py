@@ -36,7 +36,8 @@ def test_local_site_pins_the_stack_the_host_builds():
     """The local image pins the TensorFlow/NumPy/Horovod the host venv builds, so its Horovod wheel is reused."""
     local = load_site("local")
     lock = dict(
-        line.split("==") for line in (REPO / "requirements/lock.txt").read_text().splitlines()
+        line.split("==")
+        for line in (REPO / "requirements/lock.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     )
     assert lock["tensorflow-cpu"] == local.stack.tensorflow
@@ -80,16 +81,30 @@ def _edit(path: Path, old: str, new: str) -> None:
 BAD_SITES = [
     # (site file, text to replace, replacement, expected one-line message fragment)
     ("local", 'tensorflow = "2.15.1"\n', "", "stack.tensorflow: required field is missing"),
-    ("local", "cores = 2\n", 'cores = "two"\n', "node_types.0.cores: Input should be a valid integer"),
-    ("local", 'tensorflow = "2.15.1"', 'tensorflow = "2.x"', "stack.tensorflow: expected a version like 2.15.1, got '2.x'"),
+    ("local", "cores = 2\n", 'cores = "two"\n', "node_types.0.cores: expected a valid integer, got 'two'"),
+    (
+        "local",
+        'tensorflow = "2.15.1"',
+        'tensorflow = "2.x"',
+        "stack.tensorflow: expected a version like 2.15.1, got '2.x'",
+    ),
     ("hal", 'channel = "open-ce"', 'channel = "pip"', "stack.channel: PyPI has no TensorFlow wheels for ppc64le"),
-    ("bridges-ai", 'modules = ["singularity"]', 'modules = ["singularity; rm -rf /"]',
-     "runtime.modules.0: expected a value matching"),
+    (
+        "bridges-ai",
+        'modules = ["singularity"]',
+        'modules = ["singularity; rm -rf /"]',
+        "runtime.modules.0: expected a value matching",
+    ),
     ("bridges-ai", 'modules = ["singularity"]', 'modules = ["singularity 3.5"]', "runtime.modules.0: expected a value"),
-    ("local", 'launcher = "mpirun"', 'launcher = "aprun"', "scheduler.launcher: Input should be 'mpirun', 'srun'"),
+    (
+        "local",
+        'launcher = "mpirun"',
+        'launcher = "aprun"',
+        "scheduler.launcher: expected 'mpirun', 'srun' or 'jsrun', got 'aprun'",
+    ),
     ("local", 'id = "local"', 'id = "elsewhere"', "id: expected 'local' (the file name), got 'elsewhere'"),
-    ("summit", "[scheduler]", "[scheduler]\nqueue = \"batch\"", "scheduler.queue: unknown field"),
-    ("local", 'kind = "slurm"', 'kind = slurm', "local.toml: not valid TOML"),
+    ("summit", "[scheduler]", '[scheduler]\nqueue = "batch"', "scheduler.queue: unknown field"),
+    ("local", 'kind = "slurm"', "kind = slurm", "local.toml: not valid TOML"),
 ]
 
 
