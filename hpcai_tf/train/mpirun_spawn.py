@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from hpcai_tf.errors import KitError
 
 # Variables passed to remote ranks with ``-x`` (local ranks inherit the whole environment anyway).
-FORWARDED_PREFIXES = ("HOROVOD_", "NCCL_", "TF_", "GLOG_", "HPCAI_", "OMP_", "KMP_", "CUDA_", "PYTHON")
+FORWARDED_PREFIXES = ("HOROVOD_", "NCCL_", "TF_", "HPCAI_", "OMP_", "KMP_", "CUDA_", "PYTHON")
 FORWARDED_NAMES = ("PATH", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "HOME")
 ALLOCATION_VARIABLES = ("SLURM_JOB_ID", "LSB_JOBID", "PBS_JOBID")
 

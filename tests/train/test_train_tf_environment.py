@@ -17,10 +17,12 @@ NOISE = ("absl::InitializeLog", "cpu_feature_guard", "oneDNN", "rebuild TensorFl
 
 def test_a_variable_the_user_set_wins():
     """prepare_tensorflow fills in what is missing and keeps what is set (TF_CPP_MIN_LOG_LEVEL=0 shows all)."""
-    env = {"TF_CPP_MIN_LOG_LEVEL": "0"}
+    env = {"TF_CPP_MIN_LOG_LEVEL": "0", "PATH": "/bin"}
     prepare_tensorflow(env)
-    assert env["TF_CPP_MIN_LOG_LEVEL"] == "0" and env["GLOG_minloglevel"] == QUIET["GLOG_minloglevel"]
-    assert set(env) == {"TF_CPP_MIN_LOG_LEVEL", *tensorflow_environment()}
+    assert env == {**tensorflow_environment(), "TF_CPP_MIN_LOG_LEVEL": "0", "PATH": "/bin"}
+    empty: dict[str, str] = {}
+    prepare_tensorflow(empty)
+    assert empty == tensorflow_environment() and empty["TF_CPP_MIN_LOG_LEVEL"] == QUIET["TF_CPP_MIN_LOG_LEVEL"]
 
 
 def test_tf_keras_is_keras_2_on_this_stack():
