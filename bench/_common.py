@@ -21,9 +21,13 @@ ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
 def bench_env(**extra: str) -> dict[str, str]:
-    """This process's environment plus quiet TensorFlow and Open MPI as STACK.md runs it, then ``extra``."""
+    """This process's environment plus the kit's TensorFlow settings (tf.keras as Keras 2 on a tf-keras stack),
+    quieter still, and Open MPI as STACK.md runs it, then ``extra``."""
+    from hpcai_tf.train.tf_environment import tensorflow_environment
+
     env = {
         **os.environ,
+        **tensorflow_environment(),
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "OMPI_ALLOW_RUN_AS_ROOT": "1",
         "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",

@@ -170,8 +170,11 @@ def rank_arguments(args: argparse.Namespace, run_dir: Path) -> list[str]:
 
 
 def _quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ INFO and WARNING lines (CPU features, grappler) unless the user wants them."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Before TensorFlow is imported: tf.keras as the stack wants it, C++ INFO and WARNING lines hidden (unless the
+    user set the variables); see hpcai_tf.train.tf_environment. Ranks started with --ranks inherit it."""
+    from hpcai_tf.train.tf_environment import prepare_tensorflow
+
+    prepare_tensorflow()
 
 
 def train_command(args: argparse.Namespace) -> int:

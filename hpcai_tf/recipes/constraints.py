@@ -41,8 +41,9 @@ from hpcai_tf.recipes.render import (
 PYPI = "https://pypi.org/simple"
 PATCH_RELEASES = range(40)
 """Patch releases of a Python minor over which a marker on ``python_full_version`` must not change its value."""
-MANYLINUX = ("2014", "_2_17", "_2_28")
-"""manylinux tags the resolver accepts: glibc 2.28 and older, which every base of the catalog (glibc >= 2.28) runs."""
+MANYLINUX = ("2014", "_2_17", "_2_27", "_2_28")
+"""manylinux tags the resolver accepts: glibc 2.28 and older, which every base of the catalog (glibc >= 2.28) runs.
+pip matches each tag exactly, so 2_27 is listed for the wheels tagged with it (TensorFlow 2.21)."""
 KEPT_PIP_VARIABLES = ("PIP_CERT", "PIP_CLIENT_CERT", "PIP_PROXY", "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES")
 """The host's network plumbing for pip; every other pip setting (index, find-links, constraints) is dropped."""
 PINNED = "# pinned: "

@@ -43,6 +43,7 @@ from hpcai_tf.train.run_dir import (
 )
 from hpcai_tf.train.schedules import lr_at_epoch
 from hpcai_tf.train.signals import EXIT_PREEMPTED, PreemptionFlag
+from hpcai_tf.train.summaries import write_scalar
 from hpcai_tf.train.workloads import get_workload
 from hpcai_tf.train.workloads.base import RunContext, Stage, TrainingData, Workload
 
@@ -474,14 +475,13 @@ class Trainer:
             return
         import tensorflow as tf
 
+        scalars = {"loss": record["loss"], "lr": record["lr"]}
+        scalars.update({key: value for key, value in record["metrics"].items() if isinstance(value, float)})
+        if record["global_samples_per_sec"]:
+            scalars["global_samples_per_sec"] = record["global_samples_per_sec"]
         with self.summary_writer.as_default(step=record["epoch"]):
-            tf.summary.scalar("loss", record["loss"])
-            tf.summary.scalar("lr", record["lr"])
-            for key, value in record["metrics"].items():
-                if isinstance(value, float):
-                    tf.summary.scalar(key, value)
-            if record["global_samples_per_sec"]:
-                tf.summary.scalar("global_samples_per_sec", record["global_samples_per_sec"])
+            for name, value in scalars.items():
+                write_scalar(tf, name, value)
         self.summary_writer.flush()
 
     def _data_error(self, data: TrainingData, err: Exception) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.errors import KitError
+from hpcai_tf.image import context as build_context
 from hpcai_tf.image.context import (
     BuildOptions,
     horovod_wheel_reason,
@@ -98,8 +99,10 @@ def test_options_script_exports_the_ca_bundle_only_when_given():
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the local site is x86_64")
-def test_only_a_fitting_horovod_wheel_is_staged(tmp_path):
-    """The local site takes the cp311 x86_64 wheel of its Horovod pin; other sites take none, and say why."""
+def test_only_a_fitting_horovod_wheel_is_staged(tmp_path, monkeypatch):
+    """An unpatched CPU site whose TensorFlow the host lock pins (local-tf215 beside a TF 2.15 lock) takes the cp311
+    x86_64 wheel of its Horovod pin; other sites take none, and say why."""
+    monkeypatch.setattr(build_context, "_lock_pins", lambda: {"tensorflow-cpu==2.15.1", "numpy==1.26.4"})
     record = '{"python": "3.11.7", "tensorflow": "tensorflow-cpu==2.15.1"}\n'
     for name in (
         "horovod-0.28.1-cp311-cp311-linux_x86_64.whl",
@@ -109,10 +112,16 @@ def test_only_a_fitting_horovod_wheel_is_staged(tmp_path):
     ):
         (tmp_path / name).write_bytes(b"")
         (tmp_path / f"{name}.built-against.json").write_text(record)
-    local = load_site("local")
+    local = load_site("local-tf215")
     assert horovod_wheel_reason(local) is None
     assert [p.name for p in horovod_wheels(local, tmp_path)] == ["horovod-0.28.1-cp311-cp311-linux_x86_64.whl"]
     assert horovod_wheels(local, None) == []
+    assert horovod_wheels(load_site("local"), tmp_path) == []
+    assert horovod_wheel_reason(load_site("local")) == "the site patches Horovod's sdist"
+    monkeypatch.undo()
+    assert horovod_wheel_reason(local) == (
+        "the wheels are built against the lock's TensorFlow, not tensorflow-cpu 2.15.1"
+    )
     assert horovod_wheels(load_site("bridges-ai"), tmp_path) == []
     assert horovod_wheel_reason(load_site("bridges-ai")) == "the image builds Horovod with NCCL GPU operations"
     assert horovod_wheel_reason(load_site("hal")) == "the image takes Horovod from the open-ce channel"
@@ -128,17 +137,20 @@ def test_only_a_fitting_horovod_wheel_is_staged(tmp_path):
         '{"python": "3.10.12", "tensorflow": "tensorflow-cpu==2.15.1"}',
     ],
 )
-def test_a_wheel_without_a_matching_record_is_never_staged(tmp_path, record):
+def test_a_wheel_without_a_matching_record_is_never_staged(tmp_path, monkeypatch, record):
     """No sidecar, an unreadable one, or one naming another TensorFlow or Python minor: Horovod compiles instead."""
+    monkeypatch.setattr(build_context, "_lock_pins", lambda: {"tensorflow-cpu==2.15.1", "numpy==1.26.4"})
+    assert horovod_wheel_reason(load_site("local-tf215")) is None  # only the record decides
     wheel = tmp_path / "horovod-0.28.1-cp311-cp311-linux_x86_64.whl"
     wheel.write_bytes(b"")
     if record is not None:
         (tmp_path / f"{wheel.name}.built-against.json").write_text(record)
-    assert horovod_wheels(load_site("local"), tmp_path) == []
+    assert horovod_wheels(load_site("local-tf215"), tmp_path) == []
 
 
 def test_staged_context_holds_what_the_recipe_copies(tmp_path):
-    """build/options, build/wheels, constraints/, recipe/, kit/ (without caches) and the .def at the root; nothing else."""
+    """build/options, build/wheels, constraints/, patches/ (the site's), recipe/, kit/ (without caches) and the .def
+    at the root; nothing else."""
     bundle = tmp_path / "bundle.crt"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     wheels = tmp_path / "wheels"
@@ -146,7 +158,8 @@ def test_staged_context_holds_what_the_recipe_copies(tmp_path):
     site = load_site("local")
     staged = stage_context(build_inputs(site), BuildOptions(ca_bundle=bundle, wheels_dir=wheels), dest=tmp_path / "ctx")
     ctx = staged.path
-    assert sorted(p.name for p in ctx.iterdir()) == ["Singularity.def", "build", "constraints", "kit", "recipe"]
+    assert sorted(p.name for p in ctx.iterdir()) == ["Singularity.def", "build", "constraints", "kit", "patches", "recipe"]
+    assert sorted(p.name for p in (ctx / "patches").iterdir()) == [f"{name}.patch" for name in site.stack.horovod_patches]
     assert (ctx / "constraints/local.txt").read_text() == constraints_path(site).read_text()
     assert (ctx / "build/options/ca-bundle.crt").read_text() == bundle.read_text()
     assert list((ctx / "build/wheels").iterdir()) == []

@@ -33,6 +33,6 @@ def test_derived_recipe_builds_on_the_local_image_with_the_build_options(cli, do
             ],
             remove=True,
         ).decode()
-        assert out == "horovod==0.28.1\ntabulate==0.9.0\ntensorflow-cpu==2.15.1\nno-build-inputs\n"
+        assert out == "horovod==0.28.1\ntabulate==0.9.0\ntensorflow-cpu==2.21.0\nno-build-inputs\n"
     finally:
         client.images.remove(tag[1])

@@ -23,7 +23,7 @@ def test_local_image_is_tagged_by_its_recipe_and_carries_the_kit(docker_engine, 
     """The tag is hpcai/local:<recipe hash>; labels hold the pins and the hash of the kit source inside."""
     image = docker_engine.client().images.get(local_image.tag)
     assert image.labels["org.hpcai.site"] == "local"
-    assert image.labels["org.hpcai.pin.tensorflow"] == "tensorflow-cpu-2.15.1"
+    assert image.labels["org.hpcai.pin.tensorflow"] == "tensorflow-cpu-2.21.0"
     assert image.labels[KIT_SOURCE_LABEL] == local_image.kit_digest
 
 
@@ -69,7 +69,7 @@ def test_verify_passes_inside_the_local_image(cli, local_image):
     assert result.stdout.startswith(f"verify {local_image.tag} (site local, docker, 2 ranks)")
     for check in ("kit", "versions", "check-build", "allreduce", "train"):
         assert re.search(rf"^  PASS  {re.escape(check)} ", result.stdout, re.M), result.stdout
-    assert "tensorflow 2.15.1, horovod 0.28.1" in result.stdout
+    assert "tensorflow 2.21.0, horovod 0.28.1" in result.stdout
     assert "sum 3 (expected 3) on ranks [0, 1]" in result.stdout
     assert "weights agree" in result.stdout
     assert result.stdout.strip().endswith("all 5 checks passed")
@@ -121,7 +121,7 @@ def test_inspect_prints_pins_labels_and_the_embedded_recipe(cli, local_image):
     assert f"==> /opt/hpcai/recipe/Dockerfile <==\n{local_image.recipe['Dockerfile']}" in text.stdout + "\n"
     info = json.loads(cli("inspect", "--site", "local", "--json", timeout=300).stdout)
     assert info["recipe"] == local_image.recipe
-    assert info["pins"]["tensorflow"] == "tensorflow-cpu-2.15.1"
+    assert info["pins"]["tensorflow"] == "tensorflow-cpu-2.21.0"
     assert info["catalog"] == {"site": "local", "matches": True, "differs": []}
 
 

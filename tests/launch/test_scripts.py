@@ -27,6 +27,8 @@ CASES: dict[str, dict] = {
     # local: the one site whose script runs here (tests/launch/test_slurm_jobs.py)
     "local-1n-host": dict(site="local", nodes=1, runtime="none", host_hpcai=HOST_HPCAI, train_args=("--smoke",)),
     "local-1n-apptainer": dict(site="local", nodes=1, image="hpcai-local.sif", time="0:45"),
+    # local-tf215: the same machine with the 2023 stack's image
+    "local-tf215-1n-apptainer": dict(site="local-tf215", nodes=1, image="hpcai-local-tf215.sif"),
     # HAL: partitions by job size, srun --mpi=pmix (the catalog's launcher) or mpirun
     "hal-1n": dict(site="hal", nodes=1, image="/projects/hpcai/hpcai-hal.sif"),
     "hal-2n": dict(site="hal", nodes=2, image="/projects/hpcai/hpcai-hal.sif", account="bbka-hal"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,20 @@ from hpcai_tf.paths import SITES_DIR
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_catalog_has_the_four_sites():
-    """hal, bridges-ai, summit and local, each validated by the schema."""
-    assert [s.id for s in load_catalog()] == ["bridges-ai", "hal", "local", "summit"]
+def test_catalog_has_the_five_sites():
+    """hal, bridges-ai, summit, local and local-tf215 (local's 2023 stack), each validated by the schema."""
+    assert [s.id for s in load_catalog()] == ["bridges-ai", "hal", "local", "local-tf215", "summit"]
+
+
+def test_local_tf215_is_local_with_the_2023_stack():
+    """local-tf215 has local's machine facts and TF 2.15.1, Keras 2, NumPy 1.26.4, unpatched Horovod 0.28.1."""
+    local, old = load_site("local"), load_site("local-tf215")
+    for field in ("arch", "node_types", "partitions", "interconnect", "scheduler", "runtime", "mpi", "base", "env"):
+        assert getattr(old, field) == getattr(local, field), field
+    assert (old.stack.tensorflow, old.stack.keras, old.stack.numpy) == ("2.15.1", "keras2", "1.26.4")
+    assert (old.stack.horovod, old.stack.horovod_patches) == ("0.28.1", [])
+    assert (local.stack.tensorflow, local.stack.keras, local.stack.numpy) == ("2.21.0", "tf-keras", "2.4.6")
+    assert local.stack.horovod_patches == ["horovod-0.28.1-no-xla-ops", "horovod-0.28.1-tf-keras-backend"]
 
 
 def test_every_field_is_documented():
@@ -44,8 +56,11 @@ def test_local_site_pins_the_stack_the_host_builds():
     assert lock["numpy"] == local.stack.numpy
     assert lock["mpi4py"] == local.stack.mpi4py
     assert lock["h5py"] == local.stack.h5py
-    setup = (REPO / "scripts/setup-venv.sh").read_text()
-    assert f"horovod_version={local.stack.horovod}" in setup
+    assert "tf-keras" not in lock and "horovod" not in lock  # setup-venv installs both, from the site's stack
+    printed = subprocess.run(["bash", "-c", 'eval "$(scripts/setup-venv.sh --print-stack)"; '
+                              'printf "%s\\n" "$horovod_version" "$horovod_patches" "$tf_keras"'],
+                             cwd=REPO, capture_output=True, text=True, check=True, timeout=60).stdout
+    assert printed.splitlines() == [local.stack.horovod, " ".join(local.stack.horovod_patches), local.stack.tensorflow]
 
 
 def test_bridges_ai_has_two_node_types_and_gres():
@@ -80,11 +95,11 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 BAD_SITES = [
     # (site file, text to replace, replacement, expected one-line message fragment)
-    ("local", 'tensorflow = "2.15.1"\n', "", "stack.tensorflow: required field is missing"),
+    ("local", 'tensorflow = "2.21.0"\n', "", "stack.tensorflow: required field is missing"),
     ("local", "cores = 2\n", 'cores = "two"\n', "node_types.0.cores: expected a valid integer, got 'two'"),
     (
         "local",
-        'tensorflow = "2.15.1"',
+        'tensorflow = "2.21.0"',
         'tensorflow = "2.x"',
         "stack.tensorflow: expected a version like 2.15.1, got '2.x'",
     ),
@@ -131,7 +146,7 @@ def test_unknown_site_is_one_line_error(hpcai, tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "hpcai: error: unknown site 'frontier': no containers/sites/frontier.toml; "
-        "known sites: bridges-ai, hal, local, summit"
+        "known sites: bridges-ai, hal, local, local-tf215, summit"
     )
     assert not (tmp_path / "out").exists()
 

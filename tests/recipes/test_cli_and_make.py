@@ -24,9 +24,11 @@ def test_sites_table_lists_each_site_and_its_pins(hpcai):
     result = hpcai("sites")
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| `")]
-    assert [row.split("|")[1].strip() for row in rows] == ["`bridges-ai`", "`hal`", "`local`", "`summit`"]
+    assert [row.split("|")[1].strip() for row in rows] == ["`bridges-ai`", "`hal`", "`local`", "`local-tf215`", "`summit`"]
     local = next(row for row in rows if "`local`" in row)
-    assert "tensorflow-cpu 2.15.1" in local and "| 0.28.1 |" in local
+    assert "tensorflow-cpu 2.21.0" in local and "| 0.28.1 +2 patches |" in local
+    old = next(row for row in rows if "`local-tf215`" in row)
+    assert "tensorflow-cpu 2.15.1" in old and "| 0.28.1 |" in old
 
 
 def test_every_command_has_help(hpcai):

@@ -72,11 +72,11 @@ def test_provenance_records_the_constraints_digest():
 
 @pytest.fixture
 def bumped_catalog(tmp_path: Path) -> Path:
-    """The local site with NumPy moved to 1.26.3 and nothing resolved again."""
+    """The local site with NumPy moved to 2.4.5 and nothing resolved again."""
     sites = tmp_path / "sites"
     sites.mkdir()
     text = (SITES_DIR / "local.toml").read_text()
-    (sites / "local.toml").write_text(text.replace('numpy = "1.26.4"', 'numpy = "1.26.3"'))
+    (sites / "local.toml").write_text(text.replace('numpy = "2.4.6"', 'numpy = "2.4.5"'))
     return sites
 
 
@@ -86,9 +86,9 @@ def test_a_changed_pin_makes_the_build_refuse_the_stale_constraints(bumped_catal
     with pytest.raises(KitError) as err:
         check_constraints(site)
     assert str(err.value).startswith("site local: ") and str(err.value).endswith(
-        "constraints/local.txt was resolved for other pins (the catalog now has numpy==1.26.3); "
+        "constraints/local.txt was resolved for other pins (the catalog now has numpy==2.4.5); "
         "run `hpcai constraints --site local` (make constraints)")
-    with pytest.raises(KitError, match="numpy==1.26.3"):
+    with pytest.raises(KitError, match="numpy==2.4.5"):
         stage_context(build_inputs(site), BuildOptions(wheels_dir=None), dest=tmp_path / "ctx")
     assert not (tmp_path / "ctx").exists()
 
@@ -97,19 +97,19 @@ LOCAL_CONSTRAINTS = """\
 # pip constraints of the "local" image: the versions pip's resolver chose for what its pins pull in.
 # Written by `hpcai constraints --site local` on 2026-11-22; do not edit. After changing a pin in
 # containers/sites/local.toml, run `make constraints` (this file, then recipes/ and docs/).
-# resolver: pip 25.3 install --dry-run --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --index-url https://pypi.org/simple
+# resolver: pip 25.3 install --dry-run --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 --index-url https://pypi.org/simple
 # markers: implementation_version=3.11.2 platform_machine=x86_64 python_full_version=3.11.2 python_version=3.11
-# pinned: tensorflow-cpu==2.15.1 numpy==1.26.4 mpi4py==4.1.2 h5py==3.16.0 lalsuite==7.26.16 galsim==2.8.5 horovod==0.28.1 pip==25.3 setuptools==80.9.0 wheel==0.45.1
+# pinned: tensorflow-cpu==2.21.0 numpy==2.4.6 mpi4py==4.1.2 h5py==3.14.0 lalsuite==7.26.16 galsim==2.8.5 horovod==0.28.1 tf-keras==2.21.0 pip==25.3 setuptools==80.9.0 wheel==0.45.1
 LSSTDESC.Coord==1.3.1
-protobuf==4.25.9
+protobuf==7.36.2
 typing_extensions==4.16.0
 """
 
 
 def test_constraints_text_holds_only_what_the_pins_pull_in():
     """local: the header says how and when; the body is the resolution less the top-level pins, by name."""
-    versions = {"tensorflow-cpu": "2.15.1", "protobuf": "4.25.9", "numpy": "1.26.4", "typing_extensions": "4.16.0",
-                "mpi4py": "4.1.2", "h5py": "3.16.0", "lalsuite": "7.26.16", "GalSim": "2.8.5",
+    versions = {"tensorflow-cpu": "2.21.0", "protobuf": "7.36.2", "numpy": "2.4.6", "typing_extensions": "4.16.0",
+                "mpi4py": "4.1.2", "h5py": "3.14.0", "lalsuite": "7.26.16", "GalSim": "2.8.5",
                 "LSSTDESC.Coord": "1.3.1", "setuptools": "80.9.0", "wheel": "0.45.1"}
     resolution = Resolution(versions=versions, pip_version="25.3", environment={})
     text = render_constraints(load_site("local"), resolution, "https://pypi.org/simple", "2026-11-22")
@@ -119,7 +119,7 @@ def test_constraints_text_holds_only_what_the_pins_pull_in():
 def test_a_top_level_pin_resolved_elsewhere_is_refused():
     """pip's answer must hold every catalog pin; one that moved is a one-line error."""
     resolution = Resolution(versions={"numpy": "1.26.3"}, pip_version="25.3", environment={})
-    with pytest.raises(KitError, match=r"^site local: pip resolved numpy 1.26.3, the catalog pins 1.26.4$"):
+    with pytest.raises(KitError, match=r"^site local: pip resolved numpy 1.26.3, the catalog pins 2.4.6$"):
         render_constraints(load_site("local"), resolution, "https://pypi.org/simple", "2026-11-22")
 
 

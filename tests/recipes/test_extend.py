@@ -64,6 +64,7 @@ From: {sif_path(site)}
     set -eu
     export PATH="/opt/hpcai/venv/bin:$PATH"
     export VIRTUAL_ENV="/opt/hpcai/venv"
+    export TF_USE_LEGACY_KERAS="1"
     export HPCAI_SITE="local"
     export HPCAI_PROVENANCE="/opt/hpcai/provenance.json"
     apt-get update
@@ -79,11 +80,11 @@ From: {sif_path(site)}
 """
     assert (out / "constraints.txt").read_text() == """\
 # The base image's pins (site local): an added package may not replace them.
-tensorflow-cpu==2.15.1
+tensorflow-cpu==2.21.0
 horovod==0.28.1
-numpy==1.26.4
+numpy==2.4.6
 mpi4py==4.1.2
-h5py==3.16.0
+h5py==3.14.0
 """
 
 

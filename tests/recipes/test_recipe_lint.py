@@ -39,8 +39,8 @@ def test_hadolint_catches_an_unpinned_pip_install(tmp_path: Path):
     """The lint is live: an unpinned pip install in a recipe fails it (hadolint takes any `--constraint` as a pin:
     the top-level pins beside one are held by the catalog's schema and the exact-output tests)."""
     bad = tmp_path / "Dockerfile"
-    text = (REPO / "recipes/local/Dockerfile").read_text()
-    pinned = "--constraint /opt/hpcai-build/constraints/local.txt --find-links /opt/hpcai-build/wheels horovod==0.28.1"
+    text = (REPO / "recipes/local-tf215/Dockerfile").read_text()  # Horovod from PyPI, unpatched
+    pinned = "--constraint /opt/hpcai-build/constraints/local-tf215.txt --find-links /opt/hpcai-build/wheels horovod==0.28.1"
     assert pinned in text
     bad.write_text(text.replace(pinned, "--find-links /opt/hpcai-build/wheels horovod"))
     result = subprocess.run([HADOLINT, "--config", str(REPO / ".hadolint.yaml"), str(bad)],

@@ -37,17 +37,26 @@ def test_debian_apt_open_mpi_checked_against_the_pin():
 
 
 def test_cpu_pip_environment():
-    """local: a venv with the pinned CPU TensorFlow under the site's constraints, its Python version asserted first."""
+    """local: a venv with the pinned CPU TensorFlow under the site's constraints, its Python version asserted first;
+    tf-keras without its dependencies, and tf.keras set to it."""
     step = steps("local")["python-pip"]
-    assert step.env == {"PATH": "/opt/hpcai/venv/bin:$PATH", "VIRTUAL_ENV": "/opt/hpcai/venv"}
+    assert step.env == {"PATH": "/opt/hpcai/venv/bin:$PATH", "VIRTUAL_ENV": "/opt/hpcai/venv", "TF_USE_LEGACY_KERAS": "1"}
     assert step.files == [("constraints", "/opt/hpcai-build/constraints")]
     assert step.commands == [
         ". /opt/hpcai-build/options/options.sh",
         "python3 -c 'import platform, sys; v = platform.python_version(); sys.exit(0 if (v + \".\").startswith(\"3.11.2.\") else \"python \" + v + \" is not the pinned 3.11.2\")'",
         "python3 -m venv /opt/hpcai/venv",
         "/opt/hpcai/venv/bin/pip install --no-cache-dir pip==25.3 setuptools==80.9.0 wheel==0.45.1",
-        "/opt/hpcai/venv/bin/pip install --no-cache-dir --constraint /opt/hpcai-build/constraints/local.txt tensorflow-cpu==2.15.1 numpy==1.26.4 mpi4py==4.1.2 h5py==3.16.0 lalsuite==7.26.16 galsim==2.8.5",
+        "/opt/hpcai/venv/bin/pip install --no-cache-dir --constraint /opt/hpcai-build/constraints/local.txt tensorflow-cpu==2.21.0 numpy==2.4.6 mpi4py==4.1.2 h5py==3.14.0 lalsuite==7.26.16 galsim==2.8.5",
+        "/opt/hpcai/venv/bin/pip install --no-cache-dir --no-deps --constraint /opt/hpcai-build/constraints/local.txt tf-keras==2.21.0",
     ]
+
+
+def test_cpu_pip_environment_of_the_2023_stack():
+    """local-tf215: TensorFlow 2.15.1 with NumPy 1.26.4; tf.keras is Keras 2 already, no tf-keras, no variable."""
+    step = steps("local-tf215")["python-pip"]
+    assert step.env == {"PATH": "/opt/hpcai/venv/bin:$PATH", "VIRTUAL_ENV": "/opt/hpcai/venv"}
+    assert step.commands[-1] == "/opt/hpcai/venv/bin/pip install --no-cache-dir --constraint /opt/hpcai-build/constraints/local-tf215.txt tensorflow-cpu==2.15.1 numpy==1.26.4 mpi4py==4.1.2 h5py==3.16.0 lalsuite==7.26.16 galsim==2.8.5"
 
 
 def test_cuda_libraries_from_nvidia_apt_pinned():

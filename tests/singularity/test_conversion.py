@@ -19,7 +19,7 @@ From: hpcai/local:0123456789ab
 
 %help
     hpcai base image for Local workstation (this machine), x86_64.
-    TensorFlow 2.15.1, Horovod 0.28.1, openmpi host MPI 4.1.4 (hybrid model), CUDA none.
+    TensorFlow 2.21.0, Horovod 0.28.1, openmpi host MPI 4.1.4 (hybrid model), CUDA none.
     Run a workload:  apptainer exec IMAGE hpcai train gw --smoke
     Provenance:      /opt/hpcai/provenance.json, /opt/hpcai/recipe/, /opt/hpcai/packages.txt
 

@@ -19,7 +19,7 @@ def test_sif_is_converted_from_the_docker_image(harness, local_sif):
     """Labels: the site's pins and kit source, bootstrapped from the Docker daemon's image of this recipe."""
     labels = harness.labels(local_sif.path)
     assert labels["org.hpcai.site"] == "local"
-    assert labels["org.hpcai.pin.tensorflow"] == "tensorflow-cpu-2.15.1"
+    assert labels["org.hpcai.pin.tensorflow"] == "tensorflow-cpu-2.21.0"
     assert labels["org.label-schema.usage.singularity.deffile.bootstrap"] in ("docker-daemon", "docker-archive")
     if local_sif.docker_tag:
         assert labels["org.label-schema.usage.singularity.deffile.from"] == local_sif.docker_tag
@@ -32,7 +32,7 @@ def test_sif_passes_its_own_test_section(harness, local_sif, sh):
     assert "horovodrun --check-build" in section.stdout, f"the SIF has no %test section: {section.stdout!r}"
     result = sh(["apptainer", "test", local_sif.path], env=harness.env(), timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "tensorflow 2.15.1 horovod 0.28.1" in result.stdout
+    assert "tensorflow 2.21.0 horovod 0.28.1" in result.stdout
     assert "[X] TensorFlow" in result.stdout and "[X] MPI" in result.stdout
 
 

@@ -13,18 +13,21 @@ from types import SimpleNamespace
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # for the tests that import TensorFlow in this process
+from hpcai_tf.train.tf_environment import prepare_tensorflow, tensorflow_environment
+
+prepare_tensorflow()  # for the tests that import TensorFlow in this process: the stack's Keras, quiet C++ logs
 
 REPO = Path(__file__).resolve().parents[2]
 HPCAI = [sys.executable, "-m", "hpcai_tf"]
 
 
 def hpcai_env(**extra: str) -> dict[str, str]:
-    """The environment of a test run: quiet TensorFlow, Open MPI allowed as root and yielding when idle."""
+    """The environment of a test run: the kit's TensorFlow settings (the stack's Keras, quiet C++ logs), Open MPI
+    allowed as root and yielding when idle."""
     env = dict(os.environ)
     env.update(
         {
-            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **tensorflow_environment(),
             "OMPI_MCA_mpi_yield_when_idle": "1",
             "OMPI_ALLOW_RUN_AS_ROOT": "1",
             "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
@@ -110,6 +113,7 @@ def json_line(text: str) -> dict:
 def kit() -> SimpleNamespace:
     """The helpers above, for tests (``--import-mode=importlib`` lets tests import no sibling module)."""
     return SimpleNamespace(
+        hpcai=HPCAI,
         run=run_hpcai,
         env=hpcai_env,
         start=start_hpcai,
