@@ -426,7 +426,7 @@ def site_ids(sites_dir: Path = SITES_DIR) -> list[str]:
             raise KitError(f"{display_path(path)}: expected a file named <id>.toml, id matching {SITE_ID.pattern}")
     if not paths:
         raise KitError(f"{display_path(sites_dir)}: no site files (<id>.toml); expected at least one site")
-    return [p.stem for p in paths]
+    return sorted(p.stem for p in paths)
 
 
 def load_site(site_id: str, sites_dir: Path = SITES_DIR) -> Site:

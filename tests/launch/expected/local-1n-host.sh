@@ -23,7 +23,6 @@ exec >>"$run_dir/job.log" 2>&1
 echo "hpcai: job ${SLURM_JOB_ID} starts on $(hostname) at $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 export OMPI_MCA_mpi_yield_when_idle=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none
 export HOROVOD_CYCLE_TIME=1
 export HPCAI_SITE=local
 
@@ -47,7 +46,7 @@ trap 'preempt USR1' USR1
 trap 'preempt TERM' TERM
 
 mpirun -np 2 -bind-to none -map-by slot \
-  -x OMPI_MCA_mpi_yield_when_idle -x OMPI_MCA_btl_vader_single_copy_mechanism -x HOROVOD_CYCLE_TIME -x HPCAI_SITE \
+  -x OMPI_MCA_mpi_yield_when_idle -x HOROVOD_CYCLE_TIME -x HPCAI_SITE \
   /opt/hpcai/venv/bin/hpcai train gw --run-dir "$run_dir" --resume --smoke &
 launcher_pid=$!
 # A trapped signal interrupts `wait` (status > 128) while the launcher runs on: then wait again.

@@ -23,7 +23,6 @@ exec >>"$run_dir/job.log" 2>&1
 echo "hpcai: job ${SLURM_JOB_ID} starts on $(hostname) at $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 export OMPI_MCA_mpi_yield_when_idle=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none
 export HOROVOD_CYCLE_TIME=1
 
 # Preemption: the scheduler sends USR1 to this shell before the time limit (TERM when it stops the job); the
@@ -46,7 +45,7 @@ trap 'preempt USR1' USR1
 trap 'preempt TERM' TERM
 
 mpirun -np 2 -bind-to none -map-by slot \
-  -x OMPI_MCA_mpi_yield_when_idle -x OMPI_MCA_btl_vader_single_copy_mechanism -x HOROVOD_CYCLE_TIME \
+  -x OMPI_MCA_mpi_yield_when_idle -x HOROVOD_CYCLE_TIME \
   apptainer exec hpcai-local-tf215.sif \
   hpcai train gw --run-dir "$run_dir" --resume &
 launcher_pid=$!
