@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.files import display_path
+from hpcai_tf.files import display_path, read_text_file
 from hpcai_tf.paths import PATCHES_DIR
 
 PATCH_RULES = PATCHES_DIR / "patches.toml"
@@ -54,9 +54,9 @@ class PatchRule:
 def _rules(path: Path) -> tuple[PatchRule, ...]:
     shown = display_path(path)
     try:
-        entries = tomllib.loads(path.read_text(encoding="utf-8")).get("patch", [])
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise KitError(f"{shown}: cannot read the Horovod patch rules: {err}") from None
+        entries = tomllib.loads(read_text_file(path, "Horovod patch rules file")).get("patch", [])
+    except tomllib.TOMLDecodeError as err:
+        raise KitError(f"{shown}: not valid TOML: {err}") from None
     rules = []
     for i, entry in enumerate(entries):
         keys = set(entry)

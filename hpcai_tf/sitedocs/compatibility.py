@@ -15,7 +15,7 @@ import tomllib
 
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
-from hpcai_tf.files import display_path
+from hpcai_tf.files import display_path, read_text_file
 from hpcai_tf.image.host import REFERENCE_HOST, build_blockers
 from hpcai_tf.paths import CONTAINERS_DIR
 from hpcai_tf.recipes.patches import patch_rules, release
@@ -54,9 +54,9 @@ def read_evidence(path: Path = EVIDENCE_FILE) -> Evidence:
     """The marks file, checked: known marks only, a check and a ``ci`` flag each."""
     shown = display_path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise KitError(f"{shown}: cannot read: {err}") from None
+        data = tomllib.loads(read_text_file(path, "compatibility marks file"))
+    except tomllib.TOMLDecodeError as err:
+        raise KitError(f"{shown}: not valid TOML: {err}") from None
     sites: dict[str, dict[str, Mark]] = {}
     for site_id, marks in data.get("sites", {}).items():
         for name, mark in marks.items():

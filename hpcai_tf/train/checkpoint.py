@@ -86,9 +86,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise KitError(f"{path}: unreadable checkpoint (truncated or corrupt HDF5: {reason})") from None
 
 
-def assign_by_name(
-    variables: Iterable[Any], values: Mapping[str, np.ndarray], source: str, what: str
-) -> None:
+def assign_by_name(variables: Iterable[Any], values: Mapping[str, np.ndarray], source: str, what: str) -> None:
     """Assign ``values`` to ``variables`` by name; every variable must be present with its shape."""
     for variable in variables:
         if variable.name not in values:

@@ -89,9 +89,7 @@ def _checked_item(default: Any, item: Any, where: str) -> Any:
     return _checked(default, item, where)
 
 
-def merge_checked(
-    base: Mapping[str, Any], override: Mapping[str, Any], source: str, prefix: str = ""
-) -> Config:
+def merge_checked(base: Mapping[str, Any], override: Mapping[str, Any], source: str, prefix: str = "") -> Config:
     """``base`` updated from ``override``; an unknown key or a wrong type names ``source`` and the key."""
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
@@ -172,9 +170,7 @@ def validate_config(config: Config, source: str) -> None:
     positive("batch_per_rank", config["batch_per_rank"])
     positive("optimizer.lr", config["optimizer"]["lr"])
     if config["optimizer"]["name"] not in ("adam", "sgd"):
-        raise KitError(
-            f"{source}: 'optimizer.name' must be 'adam' or 'sgd', got '{config['optimizer']['name']}'"
-        )
+        raise KitError(f"{source}: 'optimizer.name' must be 'adam' or 'sgd', got '{config['optimizer']['name']}'")
     if config["optimizer"]["schedule"] not in ("constant", "cosine", "step"):
         raise KitError(f"{source}: 'optimizer.schedule' must be constant, cosine or step")
     if not 0.0 <= config["validation_fraction"] < 1.0:

@@ -29,7 +29,5 @@ def average_non_trainable(model: Any, ranks: Any) -> None:
         return
     for index, variable in enumerate(model.non_trainable_variables):
         if variable.dtype.is_floating:
-            averaged = ranks.hvd.allreduce(
-                variable.value(), op=ranks.hvd.Average, name=f"hpcai.bn_average.{index}"
-            )
+            averaged = ranks.hvd.allreduce(variable.value(), op=ranks.hvd.Average, name=f"hpcai.bn_average.{index}")
             variable.assign(averaged)

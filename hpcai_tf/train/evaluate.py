@@ -12,9 +12,7 @@ from hpcai_tf.train.workloads import get_workload
 from hpcai_tf.train.workloads.base import RunContext
 
 
-def evaluate_checkpoint(
-    workload_name: str, checkpoint_path: str | Path, data: str | None = None
-) -> dict[str, Any]:
+def evaluate_checkpoint(workload_name: str, checkpoint_path: str | Path, data: str | None = None) -> dict[str, Any]:
     """{"workload", "checkpoint", "epoch", "step", "data", "quality"} of the checkpoint's model."""
     import tensorflow as tf
 

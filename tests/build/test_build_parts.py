@@ -158,8 +158,17 @@ def test_staged_context_holds_what_the_recipe_copies(tmp_path):
     site = load_site("local")
     staged = stage_context(build_inputs(site), BuildOptions(ca_bundle=bundle, wheels_dir=wheels), dest=tmp_path / "ctx")
     ctx = staged.path
-    assert sorted(p.name for p in ctx.iterdir()) == ["Singularity.def", "build", "constraints", "kit", "patches", "recipe"]
-    assert sorted(p.name for p in (ctx / "patches").iterdir()) == [f"{name}.patch" for name in site.stack.horovod_patches]
+    assert sorted(p.name for p in ctx.iterdir()) == [
+        "Singularity.def",
+        "build",
+        "constraints",
+        "kit",
+        "patches",
+        "recipe",
+    ]
+    assert sorted(p.name for p in (ctx / "patches").iterdir()) == [
+        f"{name}.patch" for name in site.stack.horovod_patches
+    ]
     assert (ctx / "constraints/local.txt").read_text() == constraints_path(site).read_text()
     assert (ctx / "build/options/ca-bundle.crt").read_text() == bundle.read_text()
     assert list((ctx / "build/wheels").iterdir()) == []

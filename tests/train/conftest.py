@@ -39,9 +39,7 @@ def hpcai_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_hpcai(
-    *args: str, timeout: float = 300, cwd: Path | None = None, **env: str
-) -> subprocess.CompletedProcess:
+def run_hpcai(*args: str, timeout: float = 300, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
     """Run ``hpcai ARGS`` to completion (killed after ``timeout`` s) and return it with its output."""
     return subprocess.run(
         [*HPCAI, *args],

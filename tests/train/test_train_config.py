@@ -24,11 +24,7 @@ def test_paper_scale_defaults_follow_the_brief():
     assert resnet["optimizer"]["warmup_epochs"] == 5 and resnet["optimizer"]["decay_epochs"] == [30, 60, 80]
     assert resnet["model"]["label_smoothing"] == 0.1 and resnet["model"]["image_size"] == 224
     des = resolve_config("des")
-    assert (
-        des["batch_per_rank"] == 64
-        and des["optimizer"]["lr"] == 1e-4
-        and des["optimizer"]["warmup_epochs"] == 2
-    )
+    assert des["batch_per_rank"] == 64 and des["optimizer"]["lr"] == 1e-4 and des["optimizer"]["warmup_epochs"] == 2
     assert [s["trainable_from"] for s in des["stages"]] == [-1, 40, 2]
     assert des["model"]["dense_units"] == 1024 and des["model"]["dropout"] == 0.7
     gw = resolve_config("gw")
@@ -38,9 +34,7 @@ def test_paper_scale_defaults_follow_the_brief():
 def test_user_file_overrides_and_flags_win(tmp_path):
     user = tmp_path / "my.toml"
     user.write_text("epochs = 7\n[model]\nchannels = 8\n[smoke]\nbatch_per_rank = 4\n")
-    config = resolve_config(
-        "gw", smoke=True, config_file=user, sets=["model.stacks=3"], overrides={"epochs": 2}
-    )
+    config = resolve_config("gw", smoke=True, config_file=user, sets=["model.stacks=3"], overrides={"epochs": 2})
     assert config["epochs"] == 2
     assert config["model"]["channels"] == 8 and config["model"]["stacks"] == 3
     assert config["batch_per_rank"] == 4

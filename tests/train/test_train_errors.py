@@ -27,9 +27,7 @@ def test_truncated_hdf5_under_two_ranks(kit, gw_smoke_data, tmp_path):
     broken = tmp_path / "truncated.h5"
     data = gw_smoke_data.read_bytes()
     broken.write_bytes(data[: len(data) // 3])
-    done = kit.run(
-        "train", "gw", "--ranks", "2", "--smoke", "--data", str(broken), "--run-dir", str(tmp_path / "r")
-    )
+    done = kit.run("train", "gw", "--ranks", "2", "--smoke", "--data", str(broken), "--run-dir", str(tmp_path / "r"))
     assert_one_line_error(done, str(broken), "truncated or corrupt HDF5")
 
 

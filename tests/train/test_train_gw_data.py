@@ -147,7 +147,5 @@ def test_wrong_shapes_are_named(small_file, tmp_path):
     with h5py.File(flat, "w") as h5:
         h5["waveforms"] = np.zeros((6, 512), np.float32)
         h5["labels"] = np.zeros((6, 3), np.float32)
-    with pytest.raises(
-        KitError, match=r"flat\.h5: 'waveforms' has shape \(6, 512\), expected \(N, length, 2\)"
-    ):
+    with pytest.raises(KitError, match=r"flat\.h5: 'waveforms' has shape \(6, 512\), expected \(N, length, 2\)"):
         open_gw_file(flat)

@@ -65,16 +65,10 @@ def test_epochs_are_sharded_by_rank_and_resume_at_a_step(des_dir):
     train, _ = open_des_source(des_dir, validation_fraction=0.1, seed=1)
     args = dict(epoch=0, seed=1, steps=4, batch=2, size=2)
     rank0 = [b[1].numpy().tolist() for b in train_dataset(train, _identity(48), skip_steps=0, rank=0, **args)]
-    resumed = [
-        b[1].numpy().tolist() for b in train_dataset(train, _identity(48), skip_steps=2, rank=0, **args)
-    ]
+    resumed = [b[1].numpy().tolist() for b in train_dataset(train, _identity(48), skip_steps=2, rank=0, **args)]
     assert len(rank0) == 4 and resumed == rank0[2:]
-    images0 = np.concatenate(
-        [b[0].numpy() for b in train_dataset(train, _identity(48), skip_steps=0, rank=0, **args)]
-    )
-    images1 = np.concatenate(
-        [b[0].numpy() for b in train_dataset(train, _identity(48), skip_steps=0, rank=1, **args)]
-    )
+    images0 = np.concatenate([b[0].numpy() for b in train_dataset(train, _identity(48), skip_steps=0, rank=0, **args)])
+    images1 = np.concatenate([b[0].numpy() for b in train_dataset(train, _identity(48), skip_steps=0, rank=1, **args)])
     assert not any(np.array_equal(a, b) for a in images0 for b in images1)  # ranks read different images
     other_epoch = [b[1].numpy().tolist() for b in train_dataset(train, _identity(48), skip_steps=0, rank=0,
                                                                  **{**args, "epoch": 1})]  # fmt: skip
@@ -109,9 +103,7 @@ def test_corrupt_or_truncated_shard_is_a_one_line_error_naming_it(des_dir, tmp_p
     data = shard.read_bytes()
     truncated = tmp_path / "train-00000-of-00001.tfrecord"
     truncated.write_bytes(data[: len(data) - 100])
-    with pytest.raises(
-        KitError, match=r"train-00000-of-00001\.tfrecord: corrupt or truncated TFRecord"
-    ) as err:
+    with pytest.raises(KitError, match=r"train-00000-of-00001\.tfrecord: corrupt or truncated TFRecord") as err:
         check_shards([truncated])
     assert "\n" not in str(err.value)
     corrupt = tmp_path / "train-00001-of-00002.tfrecord"
@@ -163,7 +155,6 @@ def test_imagenet_conversion_from_raw_folders(tmp_path):
     info = json.loads((out / "dataset.json").read_text())
     assert info["classes"] == ["n01", "n02"] and info["label_offset"] == 1
     labels = sorted(
-        int(b[1].numpy().argmax())
-        for b in eval_dataset(val, eval_preprocess(24, 2), steps=6, batch=1, rank=0, size=1)
+        int(b[1].numpy().argmax()) for b in eval_dataset(val, eval_preprocess(24, 2), steps=6, batch=1, rank=0, size=1)
     )
     assert labels == [0, 0, 0, 1, 1, 1]  # PNG files were re-encoded to JPEG and decode like the rest

@@ -33,8 +33,7 @@ def test_train_imports_only_itself_errors_and_version():
         bad = [
             name
             for name in _kit_imports(path)
-            if name != "hpcai_tf:__version__"
-            and not any(name == a or name.startswith(f"{a}.") for a in ALLOWED)
+            if name != "hpcai_tf:__version__" and not any(name == a or name.startswith(f"{a}.") for a in ALLOWED)
         ]
         if bad:
             offending[str(path.relative_to(TRAIN))] = bad

@@ -28,9 +28,7 @@ def test_mpirun_environment_yields_when_idle():
     env = mpirun_environment({"PATH": "/bin"}, {"EXTRA": "1"})
     assert env["OMPI_MCA_mpi_yield_when_idle"] == "1"
     assert env["EXTRA"] == "1" and env["PATH"] == "/bin"
-    assert (
-        mpirun_environment({"OMPI_MCA_mpi_yield_when_idle": "0"}, {})["OMPI_MCA_mpi_yield_when_idle"] == "0"
-    )
+    assert mpirun_environment({"OMPI_MCA_mpi_yield_when_idle": "0"}, {})["OMPI_MCA_mpi_yield_when_idle"] == "0"
 
 
 def test_rank_arguments_repeat_the_flags_without_ranks(tmp_path):

@@ -117,15 +117,11 @@ def generate_des_dir(
     return out
 
 
-def open_des_source(
-    path: str | Path, *, validation_fraction: float, seed: int
-) -> tuple[ImageSource, ImageSource]:
+def open_des_source(path: str | Path, *, validation_fraction: float, seed: int) -> tuple[ImageSource, ImageSource]:
     """(train, validation) sources of a generated directory or of a folder of real images."""
     path = Path(path)
     if not path.is_dir():
-        raise KitError(
-            f"{path}: DES data directory not found (write one with `hpcai data des --n N --out {path}`)"
-        )
+        raise KitError(f"{path}: DES data directory not found (write one with `hpcai data des --n N --out {path}`)")
     train_shards, val_shards = list_shards(path, "train"), list_shards(path, "validation")
     if train_shards:
         if not val_shards:
@@ -142,9 +138,7 @@ def open_des_source(
         )
     files, labels = image_files(path, CLASS_NAMES)
     if len(files) < 4:
-        raise KitError(
-            f"{path}: found {len(files)} JPEG/PNG images in {'/, '.join(CLASS_NAMES)}/, need at least 4"
-        )
+        raise KitError(f"{path}: found {len(files)} JPEG/PNG images in {'/, '.join(CLASS_NAMES)}/, need at least 4")
     order = np.random.default_rng([seed, 3]).permutation(len(files))
     n_val = max(1, round(len(files) * validation_fraction))
     val, train = order[:n_val], order[n_val:]

@@ -105,9 +105,7 @@ def _prepare_parts(out: Path, gen: GwGeneration) -> Path:
     wanted = json.dumps(gen.as_dict(), sort_keys=True)
     if settings.exists():
         if settings.read_text() != wanted:
-            raise KitError(
-                f"{parts}: holds an unfinished generation with other settings; remove it or repeat them"
-            )
+            raise KitError(f"{parts}: holds an unfinished generation with other settings; remove it or repeat them")
     else:
         write_text_atomic(settings, wanted)
     return parts
@@ -194,9 +192,7 @@ def open_gw_file(path: str | Path) -> GwFile:
         with h5py.File(path, "r") as h5:
             for name in ("waveforms", "labels"):
                 if name not in h5:
-                    raise KitError(
-                        f"{path}: no '{name}' dataset (expected a file written by `hpcai data gw`)"
-                    )
+                    raise KitError(f"{path}: no '{name}' dataset (expected a file written by `hpcai data gw`)")
             waves, labels = h5["waveforms"], h5["labels"]
             if waves.ndim != 3 or waves.shape[2] != 2 or waves.shape[1] < 16:
                 raise KitError(f"{path}: 'waveforms' has shape {waves.shape}, expected (N, length, 2)")
@@ -213,12 +209,8 @@ def open_gw_file(path: str | Path) -> GwFile:
             spec = WaveformSpec(**generation.pop("spec"))
             gen = GwGeneration(spec=spec, **generation)
             if spec.length != waves.shape[1]:
-                raise KitError(
-                    f"{path}: 'waveforms' length {waves.shape[1]} differs from its attribute {spec.length}"
-                )
-            return GwFile(
-                path=path.absolute(), n=int(waves.shape[0]), length=int(waves.shape[1]), generation=gen
-            )
+                raise KitError(f"{path}: 'waveforms' length {waves.shape[1]} differs from its attribute {spec.length}")
+            return GwFile(path=path.absolute(), n=int(waves.shape[0]), length=int(waves.shape[1]), generation=gen)
     except KitError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as err:

@@ -99,9 +99,7 @@ def train_dataset(
     return images.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(
-    source: ImageSource, preprocess: Preprocess, *, steps: int, batch: int, rank: int, size: int
-):
+def eval_dataset(source: ImageSource, preprocess: Preprocess, *, steps: int, batch: int, rank: int, size: int):
     """``steps`` batches of this rank's share of a validation split, in file order."""
     import tensorflow as tf
 

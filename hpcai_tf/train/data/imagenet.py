@@ -122,9 +122,7 @@ def convert_imagenet(
 
 def _write_planned(plan, workers: int, rank: int, size: int, barrier) -> None:
     if (plan[0][0].parent / "dataset.json").exists():
-        raise KitError(
-            f"{plan[0][0].parent}: already holds a finished data set; remove it or choose another --out"
-        )
+        raise KitError(f"{plan[0][0].parent}: already holds a finished data set; remove it or choose another --out")
     plan[0][0].parent.mkdir(parents=True, exist_ok=True)
     todo = [p for p in my_chunks(range(len(plan)), rank, size) if not plan[p][0].exists()]
     for position, records in run_chunks(_read_shard, [(plan[p][1], p) for p in todo], workers):
@@ -169,9 +167,7 @@ def _synthetic_shard(job: tuple[SyntheticImagenet, list[int], int]) -> tuple[int
     for index in indices:
         label = index % spec.classes + LABEL_OFFSET
         records.append(
-            ImageRecord(
-                _synthetic_image(index, label, spec), label, spec.image_size, spec.image_size, f"class{label}"
-            )
+            ImageRecord(_synthetic_image(index, label, spec), label, spec.image_size, spec.image_size, f"class{label}")
         )
     return position, records
 
@@ -232,9 +228,7 @@ def open_imagenet_source(path: str | Path) -> tuple[ImageSource, ImageSource, in
     classes = len(info.get("classes", [])) or 1000
     return (
         ImageSource(shard_records(train, counts.get("train")), shards=train, label_offset=offset),
-        ImageSource(
-            shard_records(validation, counts.get("validation")), shards=validation, label_offset=offset
-        ),
+        ImageSource(shard_records(validation, counts.get("validation")), shards=validation, label_offset=offset),
         classes,
     )
 

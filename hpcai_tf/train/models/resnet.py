@@ -16,9 +16,7 @@ def build_resnet50(model: Mapping[str, Any], classes: int, weight_decay: float):
     size = model["image_size"]
     if size < 32:
         raise KitError(f"model.image_size is {size}; ResNet-50 needs at least 32")
-    base = tf.keras.applications.ResNet50(
-        include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg"
-    )
+    base = tf.keras.applications.ResNet50(include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg")
     for layer in base.layers:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             layer.momentum = model["bn_momentum"]
@@ -27,9 +25,7 @@ def build_resnet50(model: Mapping[str, Any], classes: int, weight_decay: float):
             base.load_weights(model["base_weights"])
         except (OSError, ValueError) as err:
             raise KitError(f"{model['base_weights']}: cannot load ResNet50 weights ({err})") from None
-    outputs = tf.keras.layers.Dense(classes, activation="softmax", name="predictions", dtype="float32")(
-        base.output
-    )
+    outputs = tf.keras.layers.Dense(classes, activation="softmax", name="predictions", dtype="float32")(base.output)
     network = tf.keras.Model(base.input, outputs, name="resnet50")
     if weight_decay > 0:
         kernels = [layer.kernel for layer in network.layers if hasattr(layer, "kernel")]

@@ -7,9 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def build_wavenet(
-    length: int, model: Mapping[str, Any], label_center: Sequence[float], label_scale: Sequence[float]
-):
+def build_wavenet(length: int, model: Mapping[str, Any], label_center: Sequence[float], label_scale: Sequence[float]):
     """The network for waveforms of ``length`` samples x 2 channels (Re, Im of h22).
 
     The last dense layer predicts parameters scaled to about [-1, 1]; a fixed rescaling layer maps them to

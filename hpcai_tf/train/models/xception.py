@@ -34,15 +34,11 @@ def build_xception(input_shape: tuple[int, int, int], *, width: float = 1.0, mid
         return layers.BatchNormalization(name=f"{name}_bn")(x)
 
     def residual(x, channels, name):
-        r = layers.Conv2D(
-            channels, (1, 1), strides=(2, 2), padding="same", use_bias=False, name=f"{name}_conv"
-        )(x)
+        r = layers.Conv2D(channels, (1, 1), strides=(2, 2), padding="same", use_bias=False, name=f"{name}_conv")(x)
         return layers.BatchNormalization(name=f"{name}_bn")(r)
 
     inputs = tf.keras.Input(input_shape, name="image")
-    x = layers.Conv2D(_channels("stem1", width), (3, 3), strides=(2, 2), use_bias=False, name="block1_conv1")(
-        inputs
-    )
+    x = layers.Conv2D(_channels("stem1", width), (3, 3), strides=(2, 2), use_bias=False, name="block1_conv1")(inputs)
     x = layers.BatchNormalization(name="block1_conv1_bn")(x)
     x = layers.Activation("relu", name="block1_conv1_act")(x)
     x = layers.Conv2D(_channels("stem2", width), (3, 3), use_bias=False, name="block1_conv2")(x)

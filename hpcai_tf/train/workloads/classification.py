@@ -39,9 +39,7 @@ def image_training_data(
         )  # fmt: skip
 
     def validation():
-        return eval_dataset(
-            val_source, eval_preprocess, steps=val_steps, batch=batch, rank=ranks.rank, size=ranks.size
-        )
+        return eval_dataset(val_source, eval_preprocess, steps=val_steps, batch=batch, rank=ranks.rank, size=ranks.size)
 
     description = {
         **description,
@@ -61,9 +59,7 @@ def image_training_data(
     )
 
 
-def topk_accuracy(
-    context: RunContext, model: Any, data: TrainingData, ks: tuple[int, ...], batches: int
-) -> dict:
+def topk_accuracy(context: RunContext, model: Any, data: TrainingData, ks: tuple[int, ...], batches: int) -> dict:
     """{"top1": ..., ...} over this rank's validation batches, summed over ranks; None without validation."""
     if data.validation is None:
         return {f"top{k}": None for k in ks} | {"images": 0}

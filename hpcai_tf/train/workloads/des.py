@@ -98,9 +98,7 @@ class DesWorkload:
                 barrier=lambda: ranks.barrier("des.gen"),
             )
         train, val = ranks.agree(
-            lambda: open_des_source(
-                path, validation_fraction=config["validation_fraction"], seed=config["seed"]
-            ),
+            lambda: open_des_source(path, validation_fraction=config["validation_fraction"], seed=config["seed"]),
             "des.open",
         )
         size = config["model"]["image_size"]
@@ -125,9 +123,7 @@ class DesWorkload:
     def loss_and_metrics(self, context: RunContext, data: TrainingData):
         import tensorflow as tf
 
-        return tf.keras.losses.CategoricalCrossentropy(), [
-            tf.keras.metrics.CategoricalAccuracy(name="accuracy")
-        ]
+        return tf.keras.losses.CategoricalCrossentropy(), [tf.keras.metrics.CategoricalAccuracy(name="accuracy")]
 
     def stages(self, config: Config) -> list[Stage]:
         return [

@@ -20,9 +20,7 @@ MAX_Q_FOR_REGENERATION = 20.0
 MAX_SPIN_FOR_REGENERATION = 0.99
 
 
-def generation_from_config(
-    config: Config, n: int | None = None, noise_snr: float | None = None
-) -> GwGeneration:
+def generation_from_config(config: Config, n: int | None = None, noise_snr: float | None = None) -> GwGeneration:
     """The generation settings in a config's [data] table (``hpcai data gw`` defaults, smoke data)."""
     data = config["data"]
     spec = WaveformSpec(
@@ -68,9 +66,7 @@ class GwWorkload:
         path, generate = data_path_for(context, "gw-smoke.h5", "an HDF5 file from `hpcai data gw`")
         if generate and not path.exists():
             if ranks.is_root:
-                print(
-                    f"hpcai: generating {config['data']['samples']} smoke waveforms into {path}", flush=True
-                )
+                print(f"hpcai: generating {config['data']['samples']} smoke waveforms into {path}", flush=True)
             generate_gw_file(
                 path,
                 generation_from_config(config),
@@ -84,9 +80,7 @@ class GwWorkload:
         n_train = gw.n - n_val
         natural_steps = (n_train // ranks.size) // batch
         if natural_steps < 1:
-            raise KitError(
-                f"{path}: {n_train} training waveforms are too few for {ranks.size} ranks x batch {batch}"
-            )
+            raise KitError(f"{path}: {n_train} training waveforms are too few for {ranks.size} ranks x batch {batch}")
         steps = config["steps_per_epoch"] or natural_steps
         val_steps = (n_val // ranks.size) // batch
         seed = config["seed"]
@@ -120,9 +114,7 @@ class GwWorkload:
 
         def train(epoch: int, skip: int):
             rng = np.random.default_rng([seed, epoch])
-            order = np.concatenate(
-                [rng.permutation(n_train) for _ in range(-(-steps * batch * ranks.size // n_train))]
-            )
+            order = np.concatenate([rng.permutation(n_train) for _ in range(-(-steps * batch * ranks.size // n_train))])
             mine = order[ranks.rank :: ranks.size][: steps * batch]
             return batches(mine[skip * batch :])
 

@@ -49,13 +49,9 @@ class ResNetWorkload:
                 description={"format": "synthetic", "image_size": size, "classes": classes},
                 batch=batch,
                 steps_per_epoch=steps,
-                train=lambda epoch, skip: synthetic_batches(
-                    size, classes, batch, steps - skip, config["seed"] + epoch
-                ),
+                train=lambda epoch, skip: synthetic_batches(size, classes, batch, steps - skip, config["seed"] + epoch),
             )
-        path, generate = data_path_for(
-            context, "imagenet-smoke", "a TFRecord directory from `hpcai data imagenet`"
-        )
+        path, generate = data_path_for(context, "imagenet-smoke", "a TFRecord directory from `hpcai data imagenet`")
         if generate and not (path / "dataset.json").exists():
             if ranks.is_root:
                 print(f"hpcai: writing {config['data']['samples']} smoke images into {path}", flush=True)
@@ -79,9 +75,7 @@ class ResNetWorkload:
         from hpcai_tf.train.models.resnet import build_resnet50
 
         config = context.config
-        return build_resnet50(
-            config["model"], config["model"]["classes"], config["optimizer"]["weight_decay"]
-        )
+        return build_resnet50(config["model"], config["model"]["classes"], config["optimizer"]["weight_decay"])
 
     def loss_and_metrics(self, context: RunContext, data: TrainingData):
         import tensorflow as tf
