@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs = scale.add_argument_group("batch jobs (with --site S --submit)")
     jobs.add_argument("--site", help="site id from the catalog whose scheduler runs the jobs")
     jobs.add_argument("--submit", action="store_true", help="submit one job per rank count, wait, then report")
-    jobs.add_argument("--poll", type=POSITIVE, default=10.0, metavar="SECONDS", help="how often to read job states")
+    jobs.add_argument("--poll", type=float, default=10.0, metavar="SECONDS", help="how often to read job states")
     jobs.add_argument("--no-wait", action="store_true", help="submit and stop; run `hpcai report` later")
     add_job_options(jobs)
     scale.set_defaults(func=_scale, passthrough_to="hpcai train")
@@ -154,7 +154,7 @@ def _scale_jobs(args: argparse.Namespace) -> list[Path] | None:
 
     if not (args.submit and args.site):
         raise KitError("--site and --submit: give both to run the counts as batch jobs (neither: mpirun here)")
-    if args.poll <= 0:
+    if not math.isfinite(args.poll) or args.poll <= 0:
         raise KitError(f"--poll: expected a positive number of seconds, got {args.poll}")
     base = launch_request(args, nodes=1, ranks_per_node=None, run_root=None)
     jobs = submit_scale_jobs(base, args.ranks, args.out)

@@ -49,7 +49,8 @@ def test_eras_follow_the_current_tensorflow():
 
 def test_the_matrix_rows_of_the_two_local_stacks_and_hal():
     page = compatibility_page(load_catalog())
-    rows = {line.split(" | ")[0][2:]: line for line in page.splitlines() if line.startswith("| `")}
+    matrix = page.split("\n## ")[0]
+    rows = {line.split(" | ")[0][2:]: line for line in matrix.splitlines() if line.startswith("| `")}
     assert rows["`local`"] == (
         "| `local` | current | 3.11.2 | tensorflow-cpu 2.21.0 | tf-keras 2.21.0 (Keras 2), TF_USE_LEGACY_KERAS=1 | "
         "0.28.1 + `horovod-0.28.1-no-xla-ops`, `horovod-0.28.1-tf-keras-backend` | "
