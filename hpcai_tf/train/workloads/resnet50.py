@@ -44,7 +44,7 @@ class ResNetWorkload:
             config["batch_per_rank"],
         )
         if config["data"]["synthetic"]:
-            steps = config["steps_per_epoch"] or max(1, config["dataset_size"] // (batch * ranks.size))
+            steps = config["steps_per_epoch"] or max(1, config["data"]["synthetic_samples"] // (batch * ranks.size))
             return TrainingData(
                 description={"format": "synthetic", "image_size": size, "classes": classes},
                 batch=batch,
