@@ -88,6 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug or an unforeseen input: one line, the traceback only when asked for
         if os.environ.get(DEBUG_ENV) == "1":
             raise
+        from hpcai_tf.image.docker_engine import engine_error
+
+        engine = engine_error(err)
+        if engine:
+            print(f"hpcai: error: {engine}", file=sys.stderr)
+            return 2
         detail = " ".join(str(err).split())[:300]
         print(
             f"hpcai: error: hpcai {args.command}: unexpected {type(err).__name__}"

@@ -75,3 +75,19 @@ def human_size(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} GB"  # pragma: no cover
+
+
+ENGINE_ERROR_MODULES = ("docker.", "requests.", "urllib3.")
+"""Where the exceptions of a failing engine come from: the Docker SDK and the HTTP layers under it."""
+
+
+def engine_error(err: BaseException) -> str | None:
+    """One line for an exception the engine raised mid-command (engine gone, an API error), else ``None``.
+
+    Commands check that the engine answers before they start (:func:`docker_client`); this covers what fails after.
+    """
+    if not type(err).__module__.startswith(ENGINE_ERROR_MODULES):
+        return None
+    explanation = getattr(err, "explanation", None) or str(err) or type(err).__name__
+    detail = " ".join(str(explanation).split())[:300]
+    return f"the Docker engine at {docker_host()} failed mid-command ({type(err).__name__}: {detail})"

@@ -44,10 +44,12 @@ class Mark:
 
 @dataclass(frozen=True)
 class Evidence:
-    """``containers/compatibility.toml``: the current TensorFlow minor and each site's marks."""
+    """``containers/compatibility.toml``: the current TensorFlow minor, each site's marks, benchmark figures."""
 
     current_tensorflow: str
     sites: dict[str, dict[str, Mark]]
+    benchmark: dict = field(default_factory=dict)
+    """``[benchmark]``: what ``bench/tf_stacks.py`` printed (when, the load, a Markdown table, the ratios)."""
 
 
 def read_evidence(path: Path = EVIDENCE_FILE) -> Evidence:
@@ -71,7 +73,10 @@ def read_evidence(path: Path = EVIDENCE_FILE) -> Evidence:
     current = data.get("current_tensorflow")
     if not isinstance(current, str):
         raise KitError(f"{shown}: current_tensorflow: expected a TensorFlow release like 2.21")
-    return Evidence(current_tensorflow=current, sites=sites)
+    benchmark = data.get("benchmark", {})
+    if benchmark and not all(isinstance(benchmark.get(k), str) for k in ("command", "when", "load", "table")):
+        raise KitError(f"{shown}: benchmark: expected strings command, when, load and table")
+    return Evidence(current_tensorflow=current, sites=sites, benchmark=benchmark)
 
 
 def era(site: Site, current: str) -> str:
@@ -162,4 +167,18 @@ def compatibility_page(sites: list[Site], evidence: Evidence | None = None) -> s
         lines.append(
             f"| `{rule.name}` | {rule.horovod} | {rule.tensorflow_range} | {_cell(rule.fixes)} | {rule.upstream} |"
         )
+    bench = evidence.benchmark
+    if bench:
+        lines += [
+            "",
+            "## TensorFlow 2.21 against 2.15 on the same work",
+            "",
+            f"Measured by `{bench['command']}` on the reference machine, {bench['when']} ({bench['load']}), inside "
+            "the two local images, one intra-op and one inter-op thread per rank, the stacks alternating within "
+            "every round and the best round of each counting:",
+            "",
+            bench["table"].strip(),
+        ]
+        if bench.get("notes"):
+            lines += ["", bench["notes"].strip()]
     return "\n".join(lines) + "\n"

@@ -170,3 +170,56 @@ def test_interrupted_build_leaves_no_image_under_the_final_tag(docker_engine, ba
     while {c.id for c in client.containers.list(all=True)} - before and time.monotonic() < deadline:
         time.sleep(1)  # the engine cancels the build and removes its container
     assert {c.id for c in client.containers.list(all=True)} - before == set()
+
+
+class _DyingEngine:
+    """A unix socket that answers like an engine to the SDK's first two calls (``/version``, ``/_ping``) and then
+    drops every connection without an answer: an engine that goes away in the middle of a command."""
+
+    def __init__(self, path: Path):
+        import threading
+
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                request = conn.recv(65536).decode(errors="replace")
+                target = request.split(" ", 2)[1] if request.count(" ") >= 2 else ""
+                if target.endswith("/version"):
+                    body = b'{"ApiVersion": "1.41", "Version": "20.10.0", "MinAPIVersion": "1.12"}'
+                    kind = b"application/json"
+                elif target.endswith("/_ping"):
+                    body, kind = b"OK", b"text/plain"
+                else:
+                    continue  # closed without an answer
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\nContent-Length: %d\r\n" % len(body)
+                conn.sendall(head + b"Connection: close\r\n\r\n" + body)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_an_engine_that_fails_mid_command_is_one_line(run_cli, tmp_path):
+    """The engine answers the first check, then drops the connection: one line naming the engine, exit 2."""
+    sock = tmp_path / "engine.sock"
+    engine = _DyingEngine(sock)
+    try:
+        result = run_cli(None, "build", "--site", "local", timeout=120, DOCKER_HOST=f"unix://{sock}")
+    finally:
+        engine.close()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert _error_lines(result.stderr) == result.stderr.splitlines(), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"hpcai: error: the Docker engine at unix://{sock} failed mid-command ("), (
+        result.stderr
+    )
