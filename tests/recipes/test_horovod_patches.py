@@ -43,8 +43,10 @@ def test_tf221_site_renders_patched_horovod_build():
         f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /opt/hpcai-build/patches/{PATCHES[0]}.patch",
         f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /opt/hpcai-build/patches/{PATCHES[1]}.patch",
         "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 "
-        'MAKEFLAGS="-j$(nproc)" pip install --no-cache-dir --no-build-isolation '
-        "--constraint /opt/hpcai-build/constraints/local.txt /tmp/horovod/horovod-0.28.1",
+        'MAKEFLAGS="-j$(nproc)" pip wheel --no-cache-dir --no-build-isolation --no-deps '
+        "--wheel-dir /tmp/horovod/dist /tmp/horovod/horovod-0.28.1",
+        "pip install --no-cache-dir --constraint /opt/hpcai-build/constraints/local.txt "
+        "--find-links /tmp/horovod/dist horovod==0.28.1",
         "rm -rf /tmp/horovod",
     ]
     python = next(s for s in render_steps(site) if s.name == "python-pip")
