@@ -3,8 +3,10 @@
 Per workload one deterministic uninterrupted run (the reference) generates the data; the interrupted runs train on
 it with the same settings and must end with bitwise the same trainable weights on both ranks. AI-DES stops after
 its first epoch, the last of its first stage ('head': the base frozen), so the resume starts the next stage
-('from-40') and its Dropout draws must come out as in the reference; a SIGUSR1 stops it again in the middle of
-that stage. ResNet-50 stops after an epoch. Small settings keep each test to a few minutes.
+('from-40'); a SIGUSR1 stops it in the middle of that stage, where Keras's Dropout (a stateful generator) made
+the resumed weights differ: that test fails without the step-seeded Dropout of --deterministic (measured; the
+stage-boundary resume passed with either, as every stage traces anew). ResNet-50 stops after an epoch. Small
+settings keep each test to a few minutes.
 """
 
 from __future__ import annotations
