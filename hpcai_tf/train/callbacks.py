@@ -25,10 +25,12 @@ def make_training_control(
     check_every: int,
     flag: PreemptionFlag,
     ranks: Ranks,
+    set_step_seed: Callable[[int], None] | None = None,
 ):
     """A callback for one epoch: sets the LR before each step (a function of the step within the epoch),
     times each step, and every ``check_every`` steps (and after the last) asks every rank whether any was asked
-    to stop (a tiny allreduce), so all ranks stop at the same batch boundary."""
+    to stop (a tiny allreduce), so all ranks stop at the same batch boundary. ``set_step_seed`` (``--deterministic``)
+    keys the step's random draws (Dropout) by the step, before it runs."""
     import tensorflow as tf
 
     class TrainingControl(tf.keras.callbacks.Callback):
@@ -43,6 +45,8 @@ def make_training_control(
         def on_train_batch_begin(self, batch, logs=None):
             self.lr = lr_for_step(self.step)
             tf.keras.backend.set_value(self.model.optimizer.lr, self.lr)
+            if set_step_seed is not None:
+                set_step_seed(self.step)
             self._start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):

@@ -284,6 +284,10 @@ class Trainer:
             tf.keras.mixed_precision.set_global_policy(policy)
         data_path = Path(options.data) if options.data else None
         context = RunContext(config, ranks, run_dir, data_path, smoke=options.smoke)
+        if options.deterministic:  # Dropout keyed by (seed, rank, epoch, step): a resume draws the same masks
+            from hpcai_tf.train.models.seeded_dropout import StepSeed
+
+            context.step_seed = StepSeed(config["seed"], ranks.rank)
         data = ranks.agree(lambda: self.workload.prepare_data(context), "hpcai.data")
         # The data actually read (e.g. the generated smoke data), for `hpcai evaluate` and the report.
         config["run"]["data"] = data.description.get("path")
@@ -341,7 +345,7 @@ class Trainer:
                 self.say(f"stage {state.stage + 1}/{len(stages)} '{stage.name}'")
             while state.epoch_in_stage < stage.epochs and state.epoch < config["epochs"]:
                 first_stage = state.stage
-                status = self._epoch(model, data, stage, state, checkpoint_path)
+                status = self._epoch(model, data, stage, state, checkpoint_path, context)
                 if status is not None:
                     return status
                 stop_after = options.stop_after_epoch
@@ -366,7 +370,9 @@ class Trainer:
         values = self.ranks.allreduce_sum(np.array([float(logs[k]) for k in keys]), name) / self.ranks.size
         return dict(zip(keys, values.tolist(), strict=True))
 
-    def _epoch(self, model: Any, data: TrainingData, stage: Stage, state: TrainState, path: Path) -> int | None:
+    def _epoch(
+        self, model: Any, data: TrainingData, stage: Stage, state: TrainState, path: Path, context: RunContext
+    ) -> int | None:
         """Train one epoch (or its rest after a resume); returns an exit status if the run must end now."""
         import horovod.tensorflow.keras as hvd
         import tensorflow as tf
@@ -381,6 +387,7 @@ class Trainer:
             check_every=self.config["preemption_check_steps"],
             flag=self.flag,
             ranks=self.ranks,
+            set_step_seed=None if context.step_seed is None else lambda step: context.step_seed.set(epoch, step),
         )
         callbacks = [hvd.callbacks.MetricAverageCallback(), control]
         verbose = 0

@@ -1,6 +1,6 @@
 """``tf.data`` pipelines of labelled images: TFRecord shards or a list of image files, sharded by rank,
-shuffled per epoch from the seed, prefetched; every element gets a stateless augmentation seed from its
-position, so an epoch is the same batches whether it runs in one go or is resumed after step k.
+shuffled per epoch from the seed, prefetched; every element gets a stateless augmentation seed from the epoch, its
+position and the rank, so an epoch is the same batches whether it runs in one go or is resumed after step k.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def train_dataset(
 
     def prepare(position, record):
         encoded, label = record
-        element_seed = tf.stack([tf.constant(epoch_seed, tf.int64), position])
+        # this rank's position, interleaved with the other ranks': every image of the global batch its own draws
+        element_seed = tf.stack([tf.constant(epoch_seed, tf.int64), position * size + rank])
         return preprocess(encoded, label - offset, tf.cast(element_seed, tf.int32))
 
     images = records.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

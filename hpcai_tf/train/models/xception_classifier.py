@@ -6,15 +6,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from hpcai_tf.errors import KitError
+from hpcai_tf.train.models.seeded_dropout import StepSeed, dropout_layer
 from hpcai_tf.train.models.xception import build_xception
 
 HEAD_PREFIX = "head_"
 
 
-def build_xception_classifier(model: Mapping[str, Any], classes: int = 2):
+def build_xception_classifier(model: Mapping[str, Any], classes: int = 2, step_seed: StepSeed | None = None):
     """Xception base (random weights, or ``base_weights`` from a local file) + GAP, Dense relu, Dropout,
     Dense relu, Dense softmax. Width 1 with 8 middle blocks is Keras's Xception; smaller values give the
-    same architecture reduced (:mod:`hpcai_tf.train.models.xception`). Inputs must be at least 71x71."""
+    same architecture reduced (:mod:`hpcai_tf.train.models.xception`). Inputs must be at least 71x71.
+    With ``step_seed`` the Dropout's masks are a function of the seed, rank, epoch and step
+    (:mod:`hpcai_tf.train.models.seeded_dropout`), reproduced by a resumed run."""
     import tensorflow as tf
 
     tf.keras.backend.clear_session()  # fresh layer-name counters: variable names match checkpoints
@@ -36,7 +39,7 @@ def build_xception_classifier(model: Mapping[str, Any], classes: int = 2):
     layers = tf.keras.layers
     x = layers.GlobalAveragePooling2D(name=f"{HEAD_PREFIX}pool")(base.output)
     x = layers.Dense(model["dense_units"], activation="relu", name=f"{HEAD_PREFIX}dense1")(x)
-    x = layers.Dropout(model["dropout"], name=f"{HEAD_PREFIX}dropout")(x)
+    x = dropout_layer(model["dropout"], step_seed, name=f"{HEAD_PREFIX}dropout")(x)
     x = layers.Dense(model["dense_units"], activation="relu", name=f"{HEAD_PREFIX}dense2")(x)
     outputs = layers.Dense(classes, activation="softmax", name=f"{HEAD_PREFIX}softmax", dtype="float32")(x)
     return tf.keras.Model(base.input, outputs, name="ai_des_xception")

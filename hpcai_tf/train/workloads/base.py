@@ -20,6 +20,8 @@ class RunContext:
     run_dir: Path | None
     data_path: Path | None
     smoke: bool = False
+    # --deterministic: the key of the current step for random layers (Dropout), set by the loop before each step
+    step_seed: Any = None
 
 
 @dataclass

@@ -118,7 +118,7 @@ class DesWorkload:
     def build_model(self, context: RunContext, data: TrainingData):
         from hpcai_tf.train.models.xception_classifier import build_xception_classifier
 
-        return build_xception_classifier(context.config["model"], classes=len(CLASS_NAMES))
+        return build_xception_classifier(context.config["model"], classes=len(CLASS_NAMES), step_seed=context.step_seed)
 
     def loss_and_metrics(self, context: RunContext, data: TrainingData):
         import tensorflow as tf
