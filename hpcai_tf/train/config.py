@@ -45,6 +45,8 @@ def load_toml_file(path: str | os.PathLike[str]) -> Config:
         raise KitError(f"{path}: config file not found") from None
     except OSError as err:
         raise KitError(f"{path}: cannot read config file ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise KitError(f"{path}: not UTF-8 text (byte {err.start}); expected a TOML config file") from None
     except tomllib.TOMLDecodeError as err:
         raise KitError(f"{path}: not valid TOML ({err})") from None
 

@@ -34,6 +34,16 @@ def test_metrics_file_that_is_not_utf8(hpcai, tmp_path: Path):
     assert tree(tmp_path) == before
 
 
+def test_config_file_that_is_not_utf8(hpcai, tmp_path: Path):
+    """A training config with invalid UTF-8: one line naming the file, nothing written."""
+    config = tmp_path / "bad.toml"
+    config.write_bytes(b'epochs = "\xff\xfe"\n')
+    before = tree(tmp_path)
+    result = hpcai("train", "gw", "--smoke", "--config", str(config), cwd=tmp_path, timeout=300)
+    assert_refused(result, "bad.toml", "UTF-8")
+    assert tree(tmp_path) == before
+
+
 @pytest.mark.parametrize("args", [["--epochs", "abc"], ["--run-di", "x"], ["--epoch", "2"]])
 def test_train_arguments_take_no_abbreviations(hpcai, tmp_path: Path, args):
     """Usage errors are one line, and `--run-di`/`--epoch` are not taken for `--run-dir`/`--epochs`."""
