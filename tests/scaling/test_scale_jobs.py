@@ -86,9 +86,10 @@ def test_scale_submits_one_job_per_count_waits_and_reports(slurm_cluster, hpcai,
 @pytest.mark.slurm
 @pytest.mark.timeout(300)
 def test_a_failed_job_ends_the_study_in_one_line(slurm_cluster, hpcai, tmp_path: Path):
-    """`hpcai train` refuses an unknown flag in the job: FAILED, named with its log, and no report."""
+    """`hpcai train` fails in the job (its data file does not exist): FAILED, named with its log, and no report.
+    (Arguments the training parser refuses never reach the queue: `hpcai scale` checks them before submitting.)"""
     result, out = scale_on_slurm(
-        hpcai, slurm_cluster, tmp_path, "1", "--poll", "1", "--", "--no-such-flag", timeout=280
+        hpcai, slurm_cluster, tmp_path, "1", "--poll", "1", "--", "--data", str(tmp_path / "absent.h5"), timeout=280
     )
     assert result.returncode == 2, result.stderr
     job_id = json.loads((out / "scale-jobs.json").read_text())["jobs"][0]["job_id"]
@@ -103,7 +104,8 @@ def test_a_failed_job_ends_the_study_in_one_line(slurm_cluster, hpcai, tmp_path:
 @pytest.mark.timeout(300)
 def test_no_wait_submits_lists_the_jobs_and_returns(slurm_cluster, hpcai, tmp_path: Path):
     """`--no-wait`: the job is submitted and listed, the command returns at once, no report is written."""
-    result, out = scale_on_slurm(hpcai, slurm_cluster, tmp_path, "2", "--no-wait", "--", "--no-such-flag", timeout=60)
+    absent = str(tmp_path / "absent.h5")
+    result, out = scale_on_slurm(hpcai, slurm_cluster, tmp_path, "2", "--no-wait", "--", "--data", absent, timeout=60)
     assert result.returncode == 0, result.stderr
     (job,) = json.loads((out / "scale-jobs.json").read_text())["jobs"]
     assert result.stdout.splitlines() == [
