@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import tensorflow as tf
 
-tf = pytest.importorskip("tensorflow")
-
-from hpcai_tf.train.models.seeded_dropout import StepSeed, dropout_layer  # noqa: E402
+from hpcai_tf.train.models.seeded_dropout import StepSeed, dropout_layer
 
 
 def model_with(step_seed):
