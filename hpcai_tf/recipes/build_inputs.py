@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcai_tf.catalog import Site
-from hpcai_tf.paths import IMAGES_DIR
 from hpcai_tf.recipes.constraints import check_constraints
-from hpcai_tf.recipes.render import constraints_file, files_digest, patch_files, render_site, sif_name_for, tag_for
+from hpcai_tf.recipes.render import constraints_file, files_digest, patch_files, render_site, sif_path_for, tag_for
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class BuildInputs:
     @property
     def sif_path(self) -> Path:
         """The SIF, as :func:`hpcai_tf.recipes.render.sif_path` gives it."""
-        return IMAGES_DIR / sif_name_for(self.site.id, self.digest)
+        return sif_path_for(self.site.id, self.digest)
 
 
 def build_inputs(site: Site) -> BuildInputs:

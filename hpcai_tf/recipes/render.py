@@ -335,9 +335,14 @@ def sif_name(site: Site) -> str:
     return sif_name_for(site.id, recipe_digest(site))
 
 
+def sif_path_for(site_id: str, digest: str) -> Path:
+    """``build/images/hpcai-<site>-<first 12 hex of the recipe digest>.sif``."""
+    return IMAGES_DIR / sif_name_for(site_id, digest)
+
+
 def sif_path(site: Site) -> Path:
     """Where ``hpcai build --runtime singularity`` writes the site's SIF (``build/images/``)."""
-    return IMAGES_DIR / sif_name(site)
+    return sif_path_for(site.id, recipe_digest(site))
 
 
 def patch_files(site: Site) -> list[Path]:
