@@ -19,10 +19,11 @@ setup: ## install system packages and create .venv (idempotent; fast when done)
 demo: setup ## the main job on the local site
 	@scripts/demo.sh
 
-test: setup ## run the whole test suite
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+test: setup ## run the whole test suite, the Apptainer suite included
+	scripts/apptainer-harness.sh prepare
+	HPCAI_TEST_SINGULARITY=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test-singularity: setup ## Apptainer for real: harness, SIF of the local image, hybrid-MPI runs (slow)
+test-singularity: setup ## only the Apptainer suite: harness, SIF of the local image, hybrid-MPI runs
 	scripts/apptainer-harness.sh prepare
 	HPCAI_TEST_SINGULARITY=1 $(VENV)/bin/pytest tests/singularity $(PYTEST_ARGS)
 

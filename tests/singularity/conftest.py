@@ -1,9 +1,11 @@
 """Fixtures of the Singularity tests: a real Apptainer (the harness), the local site's SIF, the local Slurm.
 
 The harness (``scripts/apptainer-harness.sh``) runs Apptainer 1.4.5 from Debian sid in a debootstrapped root,
-cached under ``.cache/apptainer/``. Without that cache these tests skip and say how to make it, unless the run
-is ``make test-singularity`` (``HPCAI_TEST_SINGULARITY=1``): there the harness, the local Docker image and the
-SIF are made when missing or stale, and a failure to make any of them fails the tests, loudly.
+cached under ``.cache/apptainer/``. Under ``make test`` and ``make test-singularity`` (``HPCAI_TEST_SINGULARITY=1``)
+the harness, the local Docker image and the SIF are made when missing or stale, and a failure to make any of them
+fails the tests, loudly. The Docker engine is the session's one (``scripts/dockerd.sh start`` finds the engine the
+image-build tests started), so the local image those tests built is converted, not built again. A bare ``pytest``
+without that variable skips these tests and says how to make what is missing.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ HARNESS = REPO / "scripts" / "apptainer-harness.sh"
 DOCKERD = REPO / "scripts" / "dockerd.sh"
 HPCAI = [sys.executable, "-m", "hpcai_tf"]
 REQUIRED = os.environ.get("HPCAI_TEST_SINGULARITY") == "1"
-"""Set by ``make test-singularity``: build what is missing, and fail (never skip) when it cannot be built."""
+"""Set by ``make test`` and ``make test-singularity``: build what is missing, and fail (never skip) when it cannot."""
 MAKE_IT = "run `make test-singularity`, which builds it"
 
 
@@ -35,9 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def unavailable(reason: str) -> None:
-    """Skip with ``reason``; under ``make test-singularity`` fail with it instead."""
+    """Skip with ``reason``; under ``HPCAI_TEST_SINGULARITY=1`` fail with it instead."""
     if REQUIRED:
-        pytest.fail(f"make test-singularity: {reason}", pytrace=False)
+        pytest.fail(f"HPCAI_TEST_SINGULARITY=1: {reason}", pytrace=False)
     pytest.skip(reason)
 
 
@@ -83,7 +85,7 @@ class Harness:
 
 @pytest.fixture(scope="session")
 def harness() -> Harness:
-    """The cached Apptainer harness; prepared here only under ``make test-singularity``."""
+    """The cached Apptainer harness; prepared here only under ``HPCAI_TEST_SINGULARITY=1``."""
     status = run([HARNESS, "status"])
     seconds = 0.0
     if status.returncode != 0:
