@@ -177,11 +177,26 @@ def test_scheduler_output_without_a_state_is_one_line_error():
         parse_state("lsf", "7", "Job <7> is not found\n")
 
 
+# Each site's example study, worked out by hand from its catalog node type: 1, one node, 2 and 4 nodes it has.
+EXAMPLE_COUNTS = {
+    "bridges-ai": [1, 8, 16, 32],  # 8 V100s per node
+    "hal": [1, 4, 8, 16],  # 4 V100s per node
+    "local": [1, 2],  # one node of 2 cores
+    "local-tf215": [1, 2],
+    "summit": [1, 6, 12, 24],  # 6 V100s per node
+}
+
+
+def test_every_site_has_a_worked_example_count():
+    assert sorted(EXAMPLE_COUNTS) == sorted(site.id for site in load_catalog())
+
+
 @pytest.mark.parametrize("site", load_catalog(), ids=lambda site: site.id)
 def test_every_site_page_example_count_makes_a_job_script(site):
     """docs/sites/<id>.md's `hpcai scale --ranks ...` example: each count is whole nodes the site can give."""
     node = site.node_type()
-    counts = example_counts(node)
+    counts = EXAMPLE_COUNTS[site.id]
+    assert example_counts(node) == counts
     assert (
         f"--ranks {','.join(map(str, counts))} --site {site.id} --submit"
         in (DOCS_DIR / "sites" / f"{site.id}.md").read_text()

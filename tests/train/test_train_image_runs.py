@@ -27,7 +27,14 @@ def test_smoke_run_writes_metrics_and_its_loss_falls(kit, tmp_path, workload, ep
     assert all(metric in e["metrics"] and f"val_{metric}" in e["metrics"] for e in epochs_seen)
     final = found[-1]
     assert final["weights_agree"] and final["quality"]["name"] == quality
-    assert 0.0 <= final["quality"]["value"] <= 1.0
+    # The accuracy is a count of correctly classified validation images over the images seen on both ranks.
+    quality = final["quality"]
+    images = quality["images"]
+    assert images >= 2 * epochs_seen[-1]["batch_per_rank"]
+    assert quality["value"] * images == pytest.approx(round(quality["value"] * images), abs=1e-6)
+    if workload == "resnet50":
+        assert quality["top5"] * images == pytest.approx(round(quality["top5"] * images), abs=1e-6)
+        assert quality["top5"] >= quality["value"]
     assert (run_dir / "checkpoint.h5").exists() and any((run_dir / "tensorboard").iterdir())
     if workload == "des":
         assert [e["stage"] for e in epochs_seen] == ["head", "from-40", "from-2"]
