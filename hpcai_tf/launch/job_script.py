@@ -27,6 +27,7 @@ from hpcai_tf.errors import KitError
 from hpcai_tf.launch.jsrun import Layout, resource_sets
 from hpcai_tf.paths import LAUNCH_DIR
 from hpcai_tf.train import WORKLOADS
+from hpcai_tf.train.signals import EXIT_PREEMPTED
 
 RUNTIMES = ("singularity", "apptainer", "none")
 LAUNCHERS = {"slurm": ("mpirun", "srun"), "lsf": ("jsrun",)}
@@ -36,8 +37,6 @@ SCHEDULER_VARIABLES = {
     "lsf": {"job_id": "LSB_JOBID", "submit_dir": "LS_SUBCWD"},
 }
 """Environment variables each batch system sets in a job: its id and the directory it was submitted from."""
-PREEMPTED_STATUS = 75
-"""Exit status of a preempted ``hpcai train`` (EX_TEMPFAIL): the job requeues on it."""
 DEFAULT_SIGNAL_LEAD = 300
 """Seconds before the time limit at which the scheduler asks the job to checkpoint."""
 HOST_SITE_VARIABLE = "HPCAI_SITE"
@@ -95,7 +94,8 @@ class JobScript:
     modules: list[str]
     exports: list[str]
     command: str
-    preempted_status: int = PREEMPTED_STATUS
+    preempted_status: int = EXIT_PREEMPTED
+    """The exit status of a preempted ``hpcai train``, on which the job requeues."""
     kit_version: str = __version__
 
 
