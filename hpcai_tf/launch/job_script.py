@@ -29,6 +29,7 @@ from hpcai_tf.launch.jsrun import Layout, resource_sets
 from hpcai_tf.launch.schedulers import scheduler_for
 from hpcai_tf.paths import LAUNCH_DIR
 from hpcai_tf.train import WORKLOADS
+from hpcai_tf.train.mpirun_line import mpirun_line
 from hpcai_tf.train.signals import EXIT_PREEMPTED
 
 RUNTIMES = ("singularity", "apptainer", "none")
@@ -217,11 +218,9 @@ def launcher_lines(
     """The launcher's part of the command, one line per group of flags."""
     site = request.site
     if launcher == "mpirun":
-        lines = [f"mpirun -np {request.nodes * ranks_per_node} -bind-to none -map-by slot"]
         names = [*site.env, *([HOST_SITE_VARIABLE] if runtime == "none" else [])]
-        if names:
-            lines.append(" ".join(f"-x {name}" for name in names))
-        return lines
+        line = mpirun_line(request.nodes * ranks_per_node, allocated=True, forward=names)  # in its batch job
+        return [" ".join(words) for words in (line.placement, line.forwarded) if words]
     if launcher == "srun":
         return [f"srun --mpi={site.mpi.pmi} --ntasks-per-node={ranks_per_node} --cpus-per-task={cpus}"]
     layout = request.jsrun_layout or "gpu"

@@ -12,6 +12,7 @@ from hpcai_tf.catalog import Scheduler as CatalogScheduler
 from hpcai_tf.errors import KitError
 from hpcai_tf.launch.schedulers import LSF, SCHEDULERS, SLURM, register_scheduler, scheduler_for
 from hpcai_tf.paths import LAUNCH_DIR
+from hpcai_tf.train.mpirun_line import ALLOCATION_VARIABLES
 
 PACKAGE = Path(__file__).resolve().parents[2] / "hpcai_tf"
 EXPECTED = Path(__file__).parent / "expected"
@@ -64,6 +65,12 @@ def test_every_directive_of_a_rendered_script_has_its_schedulers_prefix():
         directives = [line for line in lines if re.match(r"#[A-Z]", line)]
         assert directives, script.name
         assert all(line.startswith(SCHEDULERS[kind].directive + " ") for line in directives), script.name
+
+
+def test_each_job_id_variable_marks_an_allocation_for_mpirun():
+    """Inside a job of any registered scheduler, mpirun's --oversubscribe rule sees an allocation."""
+    for scheduler in SCHEDULERS.values():
+        assert scheduler.job_id_variable in ALLOCATION_VARIABLES
 
 
 @pytest.mark.parametrize(
