@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import ONE_THREAD, REPO, load_average
+from _common import ONE_THREAD, REPO, container_env, load_average
 
 sys.path.insert(0, str(REPO))
 
@@ -43,14 +43,7 @@ WORKLOADS = {
         "3",
     ],
 }
-ENV = {
-    **ONE_THREAD,
-    "OMPI_ALLOW_RUN_AS_ROOT": "1",
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "OMPI_MCA_mpi_yield_when_idle": "1",
-    "OMPI_MCA_btl_vader_single_copy_mechanism": "none",  # no ptrace inside a container
-    "TF_CPP_MIN_LOG_LEVEL": "3",
-}
+ENV = container_env(**ONE_THREAD)
 
 
 def run(client, tag: str, work: Path, argv: list[str]) -> str:
