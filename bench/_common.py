@@ -1,9 +1,12 @@
 """What the benchmarks share: the environment of their TensorFlow and MPI processes, result lines, the load.
 
-Every process a benchmark starts gets the environment of STACK.md: quiet TensorFlow, Open MPI allowed as root
-and yielding when idle (without ``OMPI_MCA_mpi_yield_when_idle=1`` two ranks on two cores busy-wait and run at
-about half speed). ``ONE_THREAD`` pins TensorFlow to one intra-op and one inter-op thread per process, so that
-N processes on N cores do not oversubscribe them; ``hpcai train`` honours the same two variables.
+Every process a benchmark starts gets the kit's settings: quiet TensorFlow, and Open MPI as
+:mod:`hpcai_tf.train.mpirun_line` runs it (allowed as root, yielding when idle: without
+``OMPI_MCA_mpi_yield_when_idle=1`` two ranks on two cores busy-wait and run at about half speed). A process on
+this machine gets them on top of this process's environment (:func:`bench_env`); a container gets them alone, its
+image's environment supplying the rest (:func:`container_env`). ``ONE_THREAD`` pins TensorFlow to one intra-op and
+one inter-op thread per process, so that N processes on N cores do not oversubscribe them; ``hpcai train``
+honours the same two variables.
 """
 
 from __future__ import annotations
@@ -20,21 +23,27 @@ RESULT = "RESULT "
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
+def kit_settings() -> dict[str, str]:
+    """What every benchmark process gets: TensorFlow's C++ side silent but for errors, Open MPI as the kit runs it."""
+    from hpcai_tf.train.mpirun_line import OPEN_MPI_AS_ROOT, OPEN_MPI_SHARED_NODE
+
+    return {"TF_CPP_MIN_LOG_LEVEL": "3", **OPEN_MPI_AS_ROOT, **OPEN_MPI_SHARED_NODE}
+
+
 def bench_env(**extra: str) -> dict[str, str]:
-    """This process's environment plus the kit's TensorFlow settings (tf.keras as Keras 2 on a tf-keras stack),
-    quieter still, and Open MPI as STACK.md runs it, then ``extra``."""
+    """A process on this machine: this process's environment, the kit's TensorFlow settings for this Python's
+    stack (tf.keras as Keras 2 on a tf-keras stack), :func:`kit_settings`, then ``extra``."""
     from hpcai_tf.train.tf_environment import tensorflow_environment
 
-    env = {
-        **os.environ,
-        **tensorflow_environment(),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "OMPI_ALLOW_RUN_AS_ROOT": "1",
-        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-        "OMPI_MCA_mpi_yield_when_idle": "1",
-    }
-    env.update(extra)
-    return env
+    return {**os.environ, **tensorflow_environment(), **kit_settings(), **extra}
+
+
+def container_env(**extra: str) -> dict[str, str]:
+    """A container: :func:`kit_settings` and Open MPI's in-container transport, then ``extra``; nothing of this
+    process's environment or stack (the image sets its own, e.g. ``TF_USE_LEGACY_KERAS``)."""
+    from hpcai_tf.train.mpirun_line import OPEN_MPI_IN_CONTAINER
+
+    return {**kit_settings(), **OPEN_MPI_IN_CONTAINER, **extra}
 
 
 def hpcai(*args: str, env: dict[str, str] | None = None) -> None:

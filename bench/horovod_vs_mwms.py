@@ -5,7 +5,7 @@
 The model is the AI-GW WaveNet of the smoke preset (built by the kit's model code), the data random waveforms
 held in memory (so the input pipeline is not measured here), Keras ``model.fit`` in every case, one intra-op and
 one inter-op thread per process (two processes on two cores, not four threads), the same batch per worker and step
-count, Open MPI yielding when idle (STACK.md: busy-waiting halves 2 ranks on 2 cores). Each worker reports its
+count, Open MPI yielding when idle (busy-waiting halves 2 ranks on 2 cores). Each worker reports its
 thread counts and idle policy and the driver refuses a run that differs.
 
 One process alone is the baseline; each 2-process setup's efficiency is its throughput over twice the baseline's.
@@ -169,23 +169,12 @@ def run_independent() -> float:
 
 
 def run_horovod() -> float:
-    command = [
-        "mpirun",
-        "-np",
-        "2",
-        "--bind-to",
-        "none",
-        "-x",
-        "TF_CPP_MIN_LOG_LEVEL",
-        "-x",
-        "PYTHONPATH",
-        "-x",
-        "OMPI_MCA_mpi_yield_when_idle",
-        sys.executable,
-        __file__,
-        "horovod",
-    ]
-    out = subprocess.run(command, capture_output=True, text=True, env=bench_env(), check=True)
+    from hpcai_tf.train.mpirun_line import in_allocation, mpirun_line
+
+    env = bench_env()
+    forward = ["TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH", "OMPI_MCA_mpi_yield_when_idle"]
+    command = mpirun_line(2, allocated=in_allocation(env), forward=forward).argv([sys.executable, __file__, "horovod"])
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     return _checked(results(out.stdout), "Horovod", mpi=True)
 
 

@@ -17,13 +17,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import ONE_THREAD, REPO, load_average
+from _common import ONE_THREAD, REPO, container_env, load_average
 
 sys.path.insert(0, str(REPO))
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.image.docker_engine import docker_client, find_image
 from hpcai_tf.recipes.render import image_tag
+from hpcai_tf.train.mpirun_line import mpirun_line
 
 STACKS = ("local-tf215", "local")
 ROUNDS = 2
@@ -42,14 +43,7 @@ WORKLOADS = {
         "3",
     ],
 }
-ENV = {
-    **ONE_THREAD,
-    "OMPI_ALLOW_RUN_AS_ROOT": "1",
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "OMPI_MCA_mpi_yield_when_idle": "1",
-    "OMPI_MCA_btl_vader_single_copy_mechanism": "none",  # no ptrace inside a container
-    "TF_CPP_MIN_LOG_LEVEL": "3",
-}
+ENV = container_env(**ONE_THREAD)
 
 
 def run(client, tag: str, work: Path, argv: list[str]) -> str:
@@ -92,10 +86,9 @@ def main() -> None:
                 for ranks in (1, 2):
                     for site in STACKS if round_ % 2 == 0 else reversed(STACKS):
                         name = f"{site}-{workload}-{ranks}-{round_}"
-                        argv = ["mpirun", "-np", str(ranks), "--bind-to", "none"]
-                        argv += ["-x", "TF_NUM_INTRAOP_THREADS", "-x", "TF_NUM_INTEROP_THREADS"]
-                        argv += ["hpcai", "train", workload, *args, "--no-tensorboard", "--run-dir", f"/work/{name}"]
-                        run(client, tags[site], work, argv)
+                        train = ["hpcai", "train", workload, *args, "--no-tensorboard", "--run-dir", f"/work/{name}"]
+                        line = mpirun_line(ranks, allocated=False, forward=sorted(ONE_THREAD))  # no job in docker
+                        run(client, tags[site], work, line.argv(train))
                         value = throughput(work / name)
                         key = (workload, site, ranks)
                         best[key] = max(best.get(key, 0.0), value)

@@ -29,7 +29,8 @@ from pathlib import Path
 import pytest
 
 from hpcai_tf.catalog import Site, load_catalog
-from hpcai_tf.launch.job_state import END_STATES, scontrol_fields
+from hpcai_tf.launch.job_state import scontrol_fields
+from hpcai_tf.launch.schedulers import SLURM
 
 TOOLS = ("mungekey", "munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel", "sinfo")
 LOCAL_NODE = "localhost"
@@ -118,7 +119,7 @@ class SlurmCluster:
         raise AssertionError(f"job {job_id}: not {what} after {timeout:.0f} s; last state {fields}")
 
     def wait_end(self, job_id: str, timeout: float) -> dict[str, str]:
-        return self.wait(job_id, lambda f: f.get("JobState") in END_STATES["slurm"], timeout, "ended")
+        return self.wait(job_id, lambda f: f.get("JobState") in SLURM.end_states, timeout, "ended")
 
     def log(self, name: str) -> str:
         path = self.root / "log" / f"{name}.log"

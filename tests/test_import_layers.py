@@ -7,17 +7,23 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hpcai_tf"
 SHARED = ("hpcai_tf.catalog", "hpcai_tf.errors", "hpcai_tf.files", "hpcai_tf.paths", "hpcai_tf:__version__")
+# train/ modules that run on the host as well as in images, pure Python without TensorFlow: the one mpirun command
+# line (its --oversubscribe rule) and the preempted run's exit status.
+MPIRUN_LINE = "=hpcai_tf.train.mpirun_line"
+PREEMPTED_STATUS = "=hpcai_tf.train.signals"
 ALLOWED = {
     "recipes": (*SHARED, "hpcai_tf.recipes"),
-    "image": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image"),
-    # From train/ only the package itself: the names of the workloads (WORKLOADS).
-    "launch": (*SHARED, "hpcai_tf.recipes.render", "hpcai_tf.launch", "=hpcai_tf.train"),
+    "image": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", MPIRUN_LINE),
+    # From train/ the package itself (the names of the workloads, WORKLOADS) and the two pure modules above.
+    "launch": (*SHARED, "hpcai_tf.recipes.render", "hpcai_tf.launch", "=hpcai_tf.train", MPIRUN_LINE, PREEMPTED_STATUS),
     "scaling": (*SHARED, "hpcai_tf.scaling", "hpcai_tf.train"),
     "sitedocs": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", "hpcai_tf.launch", "hpcai_tf.sitedocs"),
 }
@@ -91,3 +97,13 @@ def test_the_check_sees_a_forbidden_import(tmp_path):
         "step/b.py": ["hpcai_tf.train.loop", "hpcai_tf.train"],
     }
     assert offending(step, ALLOWED["launch"], base=tmp_path) == {"step/b.py": ["hpcai_tf.train.loop"]}
+
+
+@pytest.mark.parametrize("module", ["hpcai_tf.train.mpirun_line", "hpcai_tf.train.signals"])
+def test_the_train_modules_of_the_host_import_no_tensorflow_and_no_other_kit_module(module):
+    """What launch/ and image/ may import of train/ stays pure: no TensorFlow, NumPy or Horovod, nothing of train/."""
+    path = PACKAGE / "train" / f"{module.rsplit('.', 1)[1]}.py"
+    assert kit_imports(path) == []
+    code = f"import sys, {module}; print(sorted({{'tensorflow', 'numpy', 'horovod'}} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hpcai_tf.errors import KitError
 from hpcai_tf.train import WORKLOADS
+from hpcai_tf.train.signals import EXIT_PREEMPTED
 
 # Flags that ``--ranks N`` hands on to every rank unchanged: (dest, flag, kind).
 _FORWARDED = (
@@ -54,7 +55,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             "Train WORKLOAD (resnet50, gw, des) data-parallel with Horovod. With --ranks N this starts "
             "mpirun -np N itself; under mpirun, srun or jsrun each task joins the job. Writes metrics.jsonl, "
             "checkpoint.h5 and TensorBoard logs to the run directory. A preempted run (SIGUSR1/SIGTERM) "
-            "checkpoints and exits 75; rerun it with --resume."
+            f"checkpoints and exits {EXIT_PREEMPTED}; rerun it with --resume."
         ),
     )
     parser.add_argument("workload", choices=WORKLOADS)
@@ -87,7 +88,10 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fp16-allreduce", action="store_true", help="Horovod fp16 gradient compression")
     parser.add_argument("--timeline", metavar="FILE", help="write a Horovod timeline")
     parser.add_argument(
-        "--stop-after-epoch", type=int, metavar="K", help="stop like a preemption after epoch K (exit 75)"
+        "--stop-after-epoch",
+        type=int,
+        metavar="K",
+        help=f"stop like a preemption after epoch K (exit {EXIT_PREEMPTED})",
     )
     parser.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     parser.set_defaults(func=train_command)

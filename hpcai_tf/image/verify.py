@@ -30,6 +30,7 @@ from hpcai_tf import __version__
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.recipes.render import image_tag
+from hpcai_tf.train.mpirun_line import in_allocation, mpirun_line
 
 SELFTEST = ["python", "-m", "hpcai_tf.train.selftest"]
 RECORD = re.compile(r"HPCAI-SELFTEST (\{.*\})")
@@ -75,12 +76,12 @@ def run_environment(site: Site, runtime: str) -> dict[str, str]:
     return env
 
 
-def mpirun(ranks: int, argv: Sequence[str]) -> list[str]:
-    """``mpirun`` of the image over ``ranks`` local ranks; oversubscribed only when the host has fewer cores."""
-    cmd = ["mpirun", "-np", str(ranks), "--bind-to", "none"]
-    if ranks > (os.cpu_count() or 1):
-        cmd.append("--oversubscribe")
-    return [*cmd, *argv]
+def mpirun(ranks: int, argv: Sequence[str], *, allocated: bool = False, cores: int | None = None) -> list[str]:
+    """The image's ``mpirun`` over ``ranks`` local ranks, by the kit's one rule (:mod:`hpcai_tf.train.mpirun_line`).
+
+    ``allocated``: whether the container sees a batch allocation (Apptainer passes the job's environment in).
+    """
+    return mpirun_line(ranks, allocated=allocated, cores=cores).argv(argv)
 
 
 def selftest_records(output: str, check: str) -> list[dict]:
@@ -243,8 +244,10 @@ def _runner(site: Site, runtime: str, image: str | None):
     return str(sif), SifRunner(executable, sif, env, site.runtime.gpu_flag)
 
 
-def checks(site: Site, ranks: int, steps: int) -> list[tuple[str, list[str], Callable[[str], tuple[bool, str]]]]:
-    """The checks for a site: (name, command, judge of its output)."""
+def checks(
+    site: Site, ranks: int, steps: int, allocated: bool = False
+) -> list[tuple[str, list[str], Callable[[str], tuple[bool, str]]]]:
+    """The checks for a site: (name, command, judge of its output); ``allocated`` as for :func:`mpirun`."""
     kit_line = f"hpcai {__version__}"
     plan = [
         (
@@ -254,10 +257,14 @@ def checks(site: Site, ranks: int, steps: int) -> list[tuple[str, list[str], Cal
         ),
         ("versions", [*SELFTEST, "versions"], lambda out: judge_single("versions", out)),
         ("check-build", ["horovodrun", "--check-build"], lambda out: judge_check_build(site, out)),
-        ("allreduce", mpirun(ranks, [*SELFTEST, "allreduce"]), lambda out: judge_ranks("allreduce", out, ranks)),
+        (
+            "allreduce",
+            mpirun(ranks, [*SELFTEST, "allreduce"], allocated=allocated),
+            lambda out: judge_ranks("allreduce", out, ranks),
+        ),
         (
             "train",
-            mpirun(ranks, [*SELFTEST, "train", "--steps", str(steps)]),
+            mpirun(ranks, [*SELFTEST, "train", "--steps", str(steps)], allocated=allocated),
             lambda out: judge_ranks("train", out, ranks),
         ),
     ]
@@ -280,7 +287,8 @@ def verify_image(
     name, runner = _runner(site, runtime, image)
     report = VerifyReport(image=name)
     out(f"verify {name} (site {site.id}, {runtime}, {ranks} ranks)")
-    for check, argv, judge in checks(site, ranks, steps):
+    allocated = runtime != "docker" and in_allocation(os.environ)  # a container of Docker sees no job
+    for check, argv, judge in checks(site, ranks, steps, allocated):
         code, output = runner.run(argv, TIMEOUTS[check])
         ok, detail = judge(output)
         if code != 0 and ok:

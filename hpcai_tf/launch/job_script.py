@@ -1,7 +1,8 @@
 """Job scripts: a site's scheduler script around its image and one ``hpcai train`` run, from the site catalog.
 
 Python decides, once, everything a script needs (partition, ranks, CPUs, GPUs, time, the launcher command and
-its quoting); ``launch/<scheduler>.sh.j2`` holds the text, chosen by ``scheduler.kind``. Nothing here names a
+its quoting); ``launch/<scheduler>.sh.j2`` holds the text, chosen by ``scheduler.kind``, and what the script
+needs of the batch system is its record in :mod:`hpcai_tf.launch.schedulers`. Nothing here names a
 site or a workload: sites differ only through catalog fields (``scheduler.launcher``, ``mpi.model``,
 ``runtime.gpu_flag``, ``env`` ...). Every value from the command line or the catalog that reaches the shell is
 either checked against a strict pattern or quoted with :func:`shlex.quote`, so no argument can inject shell.
@@ -25,19 +26,13 @@ from hpcai_tf import __version__
 from hpcai_tf.catalog import NodeType, Partition, Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.launch.jsrun import Layout, resource_sets
+from hpcai_tf.launch.schedulers import scheduler_for
 from hpcai_tf.paths import LAUNCH_DIR
 from hpcai_tf.train import WORKLOADS
+from hpcai_tf.train.mpirun_line import mpirun_line
+from hpcai_tf.train.signals import EXIT_PREEMPTED
 
 RUNTIMES = ("singularity", "apptainer", "none")
-LAUNCHERS = {"slurm": ("mpirun", "srun"), "lsf": ("jsrun",)}
-"""Launchers each scheduler kind can start ranks with (the catalog's ``scheduler.launcher`` is the default)."""
-SCHEDULER_VARIABLES = {
-    "slurm": {"job_id": "SLURM_JOB_ID", "submit_dir": "SLURM_SUBMIT_DIR"},
-    "lsf": {"job_id": "LSB_JOBID", "submit_dir": "LS_SUBCWD"},
-}
-"""Environment variables each batch system sets in a job: its id and the directory it was submitted from."""
-PREEMPTED_STATUS = 75
-"""Exit status of a preempted ``hpcai train`` (EX_TEMPFAIL): the job requeues on it."""
 DEFAULT_SIGNAL_LEAD = 300
 """Seconds before the time limit at which the scheduler asks the job to checkpoint."""
 HOST_SITE_VARIABLE = "HPCAI_SITE"
@@ -95,7 +90,8 @@ class JobScript:
     modules: list[str]
     exports: list[str]
     command: str
-    preempted_status: int = PREEMPTED_STATUS
+    preempted_status: int = EXIT_PREEMPTED
+    """The exit status of a preempted ``hpcai train``, on which the job requeues."""
     kit_version: str = __version__
 
 
@@ -158,7 +154,7 @@ def choose_launcher(request: LaunchRequest) -> str:
     """The catalog's launcher, or the requested one if this scheduler kind can use it."""
     scheduler = request.site.scheduler
     launcher = request.launcher or scheduler.launcher
-    allowed = LAUNCHERS[scheduler.kind]
+    allowed = scheduler_for(scheduler.kind).launchers
     if launcher not in allowed:
         raise KitError(
             f"--launcher: site {request.site.id} runs {scheduler.kind}, which starts ranks with "
@@ -222,11 +218,9 @@ def launcher_lines(
     """The launcher's part of the command, one line per group of flags."""
     site = request.site
     if launcher == "mpirun":
-        lines = [f"mpirun -np {request.nodes * ranks_per_node} -bind-to none -map-by slot"]
         names = [*site.env, *([HOST_SITE_VARIABLE] if runtime == "none" else [])]
-        if names:
-            lines.append(" ".join(f"-x {name}" for name in names))
-        return lines
+        line = mpirun_line(request.nodes * ranks_per_node, allocated=True, forward=names)  # in its batch job
+        return [" ".join(words) for words in (line.placement, line.forwarded) if words]
     if launcher == "srun":
         return [f"srun --mpi={site.mpi.pmi} --ntasks-per-node={ranks_per_node} --cpus-per-task={cpus}"]
     layout = request.jsrun_layout or "gpu"
@@ -259,11 +253,11 @@ def container_and_train_lines(request: LaunchRequest, runtime: str) -> list[str]
 
 def run_dir_expression(request: LaunchRequest) -> str:
     """``<run root>/runs/<workload>-<job id>`` for the shell; the root defaults to the submit directory."""
-    variables = SCHEDULER_VARIABLES[request.site.scheduler.kind]
-    job_dir = f"/runs/{request.workload}-${{{variables['job_id']}}}"
+    scheduler = scheduler_for(request.site.scheduler.kind)
+    job_dir = f"/runs/{request.workload}-${{{scheduler.job_id_variable}}}"
     if request.run_root:
         return shlex.quote(os.path.abspath(request.run_root)) + f'"{job_dir}"'
-    return f'"${{{variables["submit_dir"]}}}{job_dir}"'
+    return f'"${{{scheduler.submit_dir_variable}}}{job_dir}"'
 
 
 def check_request(request: LaunchRequest) -> None:
@@ -293,6 +287,7 @@ def plan_job(request: LaunchRequest) -> JobScript:
     check_request(request)
     site = request.site
     scheduler = site.scheduler
+    batch = scheduler_for(scheduler.kind)
     node = site.node_type(request.node_type)
     if request.nodes > node.count:
         raise KitError(f"--nodes: site {site.id} has {_nodes(node.count)} of type {node.name}, got {request.nodes}")
@@ -325,7 +320,7 @@ def plan_job(request: LaunchRequest) -> JobScript:
     where = "on the host" if runtime == "none" else f"in {runtime}"
     return JobScript(
         site=site,
-        template=f"{scheduler.kind}.sh.j2",
+        template=batch.template,
         name=f"hpcai-{request.workload}",
         summary=(
             f"{request.workload} on {site.name} ({site.id}): {_nodes(request.nodes)} of type {node.name}, "
@@ -336,13 +331,13 @@ def plan_job(request: LaunchRequest) -> JobScript:
         ranks_per_node=ranks_per_node,
         cpus_per_task=cpus_per_task,
         gres=f"{node.gres}:{ranks_per_node}" if node.gres and node.gpus else None,
-        time=_scheduler_time(scheduler.kind, minutes),
+        time=batch.wall_time(minutes),
         account=request.account,
         alloc_flags=" ".join(scheduler.alloc_flags),
         signal_lead=request.signal_lead,
         signal_lead_minutes=math.ceil(request.signal_lead / 60),
         run_dir=run_dir_expression(request),
-        job_id="${" + SCHEDULER_VARIABLES[scheduler.kind]["job_id"] + "}",
+        job_id="${" + batch.job_id_variable + "}",
         modules=list(site.runtime.modules),
         exports=[f"{name}={shlex.quote(value)}" for name, value in site.env.items()]
         + bind_model_exports(site, runtime)
@@ -353,12 +348,6 @@ def plan_job(request: LaunchRequest) -> JobScript:
 
 def _nodes(count: int) -> str:
     return f"{count} node" if count == 1 else f"{count} nodes"
-
-
-def _scheduler_time(kind: str, minutes: int) -> str:
-    """Slurm reads ``H:MM:SS`` (``H:MM`` would be minutes:seconds); LSF's ``-W`` reads ``H:MM``."""
-    hours, mins = divmod(minutes, 60)
-    return f"{hours}:{mins:02d}:00" if kind == "slurm" else f"{hours}:{mins:02d}"
 
 
 def _default_image(site: Site) -> str:

@@ -1,13 +1,13 @@
-"""The state of submitted batch jobs, and waiting for them to end: Slurm through ``scontrol``, LSF through ``bjobs``.
+"""The state of submitted batch jobs, and waiting for them to end, through each scheduler's query command.
 
-Slurm: ``scontrol show job -o ID`` prints one line of ``Key=Value`` words; ``JobState`` and ``ExitCode`` are read.
-A requeued job (preemption: exit 75, ``scontrol requeue``) goes back to PENDING and is waited for again, so only
-the states in :data:`END_STATES` end a wait. slurmctld forgets a finished job ``MinJobAge`` seconds (300 by
-default) after it ends, so poll more often than that.
+The query command and the end and success states are the scheduler's record (:mod:`hpcai_tf.launch.schedulers`).
+Slurm: ``JobState`` and ``ExitCode`` are read from ``scontrol``'s ``Key=Value`` words. A requeued job (a
+preempted run's exit status, then ``scontrol requeue``) goes back to PENDING and is waited for again, so only an
+end state ends a wait. slurmctld forgets a finished job ``MinJobAge`` seconds (300 by default) after it ends, so
+poll more often than that.
 
-LSF: ``bjobs -noheader -o "stat exit_code" ID`` prints the state (PEND, RUN, DONE, EXIT ...) and the exit code
-(``-`` for none). There is no LSF on the machines this kit is tested on: that path is tested against the text
-IBM documents for ``bjobs -o``, never against a running LSF.
+LSF: ``bjobs`` prints the state (PEND, RUN, DONE, EXIT ...) and the exit code. There is no LSF on the machines this
+kit is tested on: that path is tested against the text IBM documents for ``bjobs -o``, never against a running LSF.
 """
 
 from __future__ import annotations
@@ -19,18 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from hpcai_tf.errors import KitError
-
-END_STATES = {
-    "slurm": frozenset(
-        {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
-    ),
-    "lsf": frozenset({"DONE", "EXIT"}),
-}
-"""States after which a job never runs again, per scheduler kind."""
-SUCCESS = {"slurm": "COMPLETED", "lsf": "DONE"}
-"""The end state of a job whose script exited 0."""
-QUERY = {"slurm": ["scontrol", "show", "job", "-o"], "lsf": ["bjobs", "-noheader", "-o", "stat exit_code"]}
-"""The command (followed by the job id) that prints a job's state."""
+from hpcai_tf.launch.schedulers import scheduler_for
 
 
 @dataclass(frozen=True)
@@ -42,10 +31,10 @@ class JobState:
     exit_code: str
 
     def ended(self, kind: str) -> bool:
-        return self.state in END_STATES[kind]
+        return self.state in scheduler_for(kind).end_states
 
     def succeeded(self, kind: str) -> bool:
-        return self.state == SUCCESS[kind]
+        return self.state == scheduler_for(kind).success_state
 
 
 def scontrol_fields(text: str) -> dict[str, str]:
@@ -68,7 +57,7 @@ def parse_state(kind: str, job_id: str, text: str) -> JobState:
 
 def query_state(kind: str, job_id: str, env: Mapping[str, str] | None = None) -> JobState:
     """Ask the scheduler for a job's state once."""
-    argv = QUERY[kind]
+    argv = list(scheduler_for(kind).query)
     if shutil.which(argv[0]) is None:
         raise KitError(f"job {job_id}: {argv[0]} is not on PATH; cannot read the job's state")
     result = subprocess.run(

@@ -1,13 +1,12 @@
 """Submit a rendered job script with the site's submit command (``sbatch``, ``swbatch``, ``bsub``) and read its id.
 
-Slurm's submit commands take the script as a file argument (or on standard input); LSF's ``bsub`` reads the
-``#BSUB`` lines only from standard input (``bsub < script``). The submit command inherits the environment, so
-``sbatch`` finds a test cluster through ``SLURM_CONF``.
+Whether the command reads the script from standard input, and how it reports the job's id, is the scheduler's
+record (:mod:`hpcai_tf.launch.schedulers`); a script without a file goes to standard input on any scheduler. The
+submit command inherits the environment, so ``sbatch`` finds a test cluster through ``SLURM_CONF``.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -15,12 +14,7 @@ from pathlib import Path
 
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
-
-JOB_ID = {
-    "slurm": re.compile(r"Submitted batch job (\d+)"),
-    "lsf": re.compile(r"Job <(\d+)> is submitted"),
-}
-"""How each scheduler kind reports the id of a submitted job."""
+from hpcai_tf.launch.schedulers import scheduler_for
 
 
 def submit_command(site: Site, script: Path | None) -> tuple[list[str], bool]:
@@ -28,7 +22,7 @@ def submit_command(site: Site, script: Path | None) -> tuple[list[str], bool]:
     submit = shutil.which(site.scheduler.submit)
     if submit is None:
         raise KitError(f"--submit: site {site.id} submits with {site.scheduler.submit!r}, which is not on PATH")
-    if site.scheduler.kind == "lsf" or script is None:
+    if scheduler_for(site.scheduler.kind).script_on_stdin or script is None:
         return [submit], True
     return [submit, str(script)], False
 
@@ -54,7 +48,7 @@ def submit_job_script(
     if result.returncode != 0:
         reason = (result.stderr.strip() or result.stdout.strip() or f"exit status {result.returncode}").splitlines()
         raise KitError(f"--submit: {site.scheduler.submit} refused the job: {reason[-1]}")
-    match = JOB_ID[site.scheduler.kind].search(result.stdout)
+    match = scheduler_for(site.scheduler.kind).job_id_pattern.search(result.stdout)
     if not match:
         raise KitError(f"--submit: no job id in the output of {site.scheduler.submit}: {result.stdout.strip()!r}")
     return match[1]

@@ -1,9 +1,9 @@
 """``hpcai train W --ranks N``: start ``mpirun -np N`` on this node, re-invoking the same command per rank.
 
-The environment follows STACK.md: Open MPI yields when idle (else 2 ranks on 2 cores run at half speed), root
-is allowed when running as root, ``--oversubscribe`` only for more ranks than cores outside an allocation. A
-SIGUSR1 or SIGTERM sent to this process becomes a SIGUSR1 for the ranks (a graceful preemption: mpirun
-forwards SIGUSR1, while a SIGTERM makes it kill the job); a second SIGTERM is passed on as is.
+The command line and its ``--oversubscribe`` rule are :mod:`hpcai_tf.train.mpirun_line`'s. Open MPI yields when
+idle (else 2 ranks on 2 cores run at half speed) and root is allowed when running as root. A SIGUSR1 or SIGTERM
+sent to this process becomes a SIGUSR1 for the ranks (a graceful preemption: mpirun forwards SIGUSR1, while a
+SIGTERM makes it kill the job); a second SIGTERM is passed on as is.
 """
 
 from __future__ import annotations
@@ -16,28 +16,22 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from hpcai_tf.errors import KitError
+from hpcai_tf.train.mpirun_line import OPEN_MPI_AS_ROOT, OPEN_MPI_SHARED_NODE, in_allocation, mpirun_line
 
 # Variables passed to remote ranks with ``-x`` (local ranks inherit the whole environment anyway).
 FORWARDED_PREFIXES = ("HOROVOD_", "NCCL_", "TF_", "HPCAI_", "OMP_", "KMP_", "CUDA_", "PYTHON")
 FORWARDED_NAMES = ("PATH", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "HOME")
-ALLOCATION_VARIABLES = ("SLURM_JOB_ID", "LSB_JOBID", "PBS_JOBID")
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def mpirun_environment(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    """mpirun's environment: ``base`` plus ``extra`` plus what every run on a shared node needs."""
+    """mpirun's environment: ``base`` plus ``extra`` plus what every run on a shared node needs (unless set)."""
     env = dict(base)
     env.update(extra)
-    env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
+    defaults = dict(OPEN_MPI_SHARED_NODE)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        defaults.update(OPEN_MPI_AS_ROOT)
+    for name, value in defaults.items():
+        env.setdefault(name, value)
     return env
 
 
@@ -49,16 +43,10 @@ def mpirun_command(
     mpirun: str = "mpirun",
     cores: int | None = None,
 ) -> list[str]:
-    """``mpirun -np N --bind-to none --map-by slot [--oversubscribe] -x ... <rank_argv>``."""
-    cores = available_cores() if cores is None else cores
-    command = [mpirun, "-np", str(ranks), "--bind-to", "none", "--map-by", "slot", "-q"]
-    in_allocation = any(name in env for name in ALLOCATION_VARIABLES)
-    if ranks > cores and not in_allocation:
-        command.append("--oversubscribe")
-    for name in sorted(env):
-        if name in FORWARDED_NAMES or name.startswith(FORWARDED_PREFIXES):
-            command += ["-x", name]
-    return [*command, *rank_argv]
+    """The quiet :func:`~hpcai_tf.train.mpirun_line.mpirun_line` for ``env``, forwarding the kit's variables."""
+    forward = [name for name in sorted(env) if name in FORWARDED_NAMES or name.startswith(FORWARDED_PREFIXES)]
+    line = mpirun_line(ranks, allocated=in_allocation(env), cores=cores, forward=forward, quiet=True, mpirun=mpirun)
+    return line.argv(rank_argv)
 
 
 def find_mpirun(env: Mapping[str, str]) -> str:
@@ -71,7 +59,7 @@ def find_mpirun(env: Mapping[str, str]) -> str:
 
 
 def run_mpirun(command: Sequence[str], env: Mapping[str, str]) -> int:
-    """Run mpirun, forwarding preemption signals as SIGUSR1; return its exit status (75 when preempted)."""
+    """Run mpirun, forwarding preemption signals as SIGUSR1; its exit status (``EXIT_PREEMPTED`` when preempted)."""
     process = subprocess.Popen(list(command), env=dict(env))
     terms = 0
 

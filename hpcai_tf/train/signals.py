@@ -1,6 +1,8 @@
 """Preemption requests: SIGUSR1 or SIGTERM set a flag that the training loop polls at batch boundaries.
 
-A preempted run exits with status 75 (EX_TEMPFAIL): the job script requeues on it and reruns with --resume.
+A preempted run exits with :data:`EXIT_PREEMPTED`: the job script requeues on it and reruns with --resume. This is
+the one definition of that status; the job scripts (:mod:`hpcai_tf.launch.job_script`) and the help of
+``hpcai train`` read it from here.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import signal
 from types import FrameType
 
 EXIT_PREEMPTED = 75
+"""Exit status of a preempted run: EX_TEMPFAIL of BSD's sysexits.h, "try again later"."""
 PREEMPT_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
 

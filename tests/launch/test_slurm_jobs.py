@@ -2,7 +2,7 @@
 
 - The smoke training of AI-GW in 2 MPI ranks ends COMPLETED with its metrics.
 - Preemption: USR1 to the batch shell (as ``--signal=B:USR1@N`` would send it before the time limit) makes the
-  ranks checkpoint and exit 75, the script requeues the job, and the requeued run resumes and completes.
+  ranks checkpoint and exit with the preempted status, the script requeues the job, and the requeued run resumes and completes.
 - Injection: arguments with ``;``, ``$()`` and a newline reach ``hpcai train`` as literal arguments (under
   ``srun --mpi=pmix``, HAL's launcher).
 
@@ -17,6 +17,7 @@ import time
 import pytest
 
 from hpcai_tf.train.metrics_log import read_records
+from hpcai_tf.train.signals import EXIT_PREEMPTED
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -55,7 +56,7 @@ def test_smoke_training_completes(slurm_cluster, hpcai, tmp_path):
 
 @pytest.mark.timeout(900)
 def test_preempted_job_checkpoints_requeues_and_resumes(slurm_cluster, hpcai, tmp_path):
-    """USR1 to the batch shell: checkpoint, exit 75, `scontrol requeue`, the same job resumes and completes."""
+    """USR1 to the batch shell: checkpoint, exit EXIT_PREEMPTED, `scontrol requeue`, the same job resumes and completes."""
     script = tmp_path / "job.sh"
     job_id = submit(hpcai, slurm_cluster, tmp_path, "--out", str(script), "--", "--smoke")
     assert f"Command={script}" in slurm_cluster.run("scontrol", "show", "job", "-o", job_id).stdout
@@ -88,7 +89,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm_cluster, hpcai, tm
     epochs = [r["epoch"] for r in records if r["type"] == "epoch"]
     assert epochs == sorted(set(epochs)), f"an epoch ran twice: {epochs}"
     assert "hpcai: USR1 received: asking the ranks to checkpoint and stop" in log
-    assert "hpcai: launcher exited with status 75" in log
+    assert f"hpcai: launcher exited with status {EXIT_PREEMPTED}" in log
     assert f"hpcai: preempted; requeueing job {job_id} to resume from its checkpoint" in log
     assert log.count(f"hpcai: job {job_id} starts on") == 2
     print(f"job {job_id}: requeued {requeued:.0f} s after the signal; {types}")

@@ -51,7 +51,7 @@ preempt() {
 trap 'preempt USR1' USR1
 trap 'preempt TERM' TERM
 
-mpirun -np 32 -bind-to none -map-by slot \
+mpirun -np 32 --bind-to none --map-by slot \
   -x OMPI_MCA_pml -x OMPI_MCA_btl -x NCCL_DEBUG -x HOROVOD_FUSION_THRESHOLD \
   singularity exec --nv /pylon5/hpcai/hpcai-bridges-ai.sif \
   hpcai train gw --run-dir "$run_dir" --resume &

@@ -49,7 +49,7 @@ preempt() {
 trap 'preempt USR1' USR1
 trap 'preempt TERM' TERM
 
-mpirun -np 12 -bind-to none -map-by slot \
+mpirun -np 12 --bind-to none --map-by slot \
   -x NCCL_DEBUG -x HOROVOD_FUSION_THRESHOLD \
   singularity exec --nv /projects/hpcai/hpcai-hal.sif \
   hpcai train gw --run-dir "$run_dir" --resume &

@@ -45,7 +45,7 @@ preempt() {
 trap 'preempt USR1' USR1
 trap 'preempt TERM' TERM
 
-mpirun -np 2 -bind-to none -map-by slot \
+mpirun -np 2 --bind-to none --map-by slot \
   -x OMPI_MCA_mpi_yield_when_idle -x HOROVOD_CYCLE_TIME -x HPCAI_SITE \
   /opt/hpcai/venv/bin/hpcai train gw --run-dir "$run_dir" --resume --smoke &
 launcher_pid=$!

@@ -44,7 +44,7 @@ preempt() {
 trap 'preempt USR1' USR1
 trap 'preempt TERM' TERM
 
-mpirun -np 2 -bind-to none -map-by slot \
+mpirun -np 2 --bind-to none --map-by slot \
   -x OMPI_MCA_mpi_yield_when_idle -x HOROVOD_CYCLE_TIME \
   apptainer exec hpcai-local-tf215.sif \
   hpcai train gw --run-dir "$run_dir" --resume &
