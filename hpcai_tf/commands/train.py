@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hpcai_tf.errors import KitError
 from hpcai_tf.train import WORKLOADS
+from hpcai_tf.train.metrics_log import METRICS_FILE
 
 # Flags that ``--ranks N`` hands on to every rank unchanged: (dest, flag, kind).
 _FORWARDED = (
@@ -52,7 +53,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="train a workload data-parallel with Horovod",
         description=(
             "Train WORKLOAD (resnet50, gw, des) data-parallel with Horovod. With --ranks N this starts "
-            "mpirun -np N itself; under mpirun, srun or jsrun each task joins the job. Writes metrics.jsonl, "
+            f"mpirun -np N itself; under mpirun, srun or jsrun each task joins the job. Writes {METRICS_FILE}, "
             "checkpoint.h5 and TensorBoard logs to the run directory. A preempted run (SIGUSR1/SIGTERM) "
             "checkpoints and exits 75; rerun it with --resume."
         ),
