@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hpcai_tf.commands.launch import add_job_options, launch_request
 from hpcai_tf.errors import KitError
+from hpcai_tf.train.metrics_log import METRICS_FILE
 
 JOB_ONLY = ("node_type", "runtime", "time", "account", "image", "launcher", "jsrun_layout", "cuda_aware_mpi", "no_wait")
 """``hpcai scale`` options that only mean something for batch jobs."""
@@ -73,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     report = sub.add_parser(
         "report",
         help="speedup and efficiency tables and plots from run directories",
-        description="Read each run's metrics.jsonl and write report.md, report.csv and scaling.png: global "
+        description=f"Read each run's {METRICS_FILE} and write report.md, report.csv and scaling.png: global "
         "throughput, speedup, parallel efficiency, time per epoch and projected time-to-train per rank count, "
         "grouped by site and image.",
     )

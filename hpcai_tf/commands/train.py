@@ -15,29 +15,9 @@ from pathlib import Path
 
 from hpcai_tf.errors import KitError
 from hpcai_tf.train import WORKLOADS
+from hpcai_tf.train.metrics_log import METRICS_FILE
+from hpcai_tf.train.options import add_train_flags, forwarded_arguments, train_flags, train_options
 from hpcai_tf.train.signals import EXIT_PREEMPTED
-
-# Flags that ``--ranks N`` hands on to every rank unchanged: (dest, flag, kind).
-_FORWARDED = (
-    ("config", "--config", "value"),
-    ("smoke", "--smoke", "switch"),
-    ("data", "--data", "path"),
-    ("synthetic", "--synthetic", "switch"),
-    ("epochs", "--epochs", "value"),
-    ("batch_per_rank", "--batch-per-rank", "value"),
-    ("lr", "--lr", "value"),
-    ("warmup_epochs", "--warmup-epochs", "value"),
-    ("seed", "--seed", "value"),
-    ("steps_per_epoch", "--steps-per-epoch", "value"),
-    ("set", "--set", "list"),
-    ("resume", "--resume", "switch"),
-    ("deterministic", "--deterministic", "switch"),
-    ("mixed_precision", "--mixed-precision", "switch"),
-    ("fp16_allreduce", "--fp16-allreduce", "switch"),
-    ("timeline", "--timeline", "path"),
-    ("stop_after_epoch", "--stop-after-epoch", "value"),
-    ("no_tensorboard", "--no-tensorboard", "switch"),
-)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,47 +33,13 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="train a workload data-parallel with Horovod",
         description=(
             "Train WORKLOAD (resnet50, gw, des) data-parallel with Horovod. With --ranks N this starts "
-            "mpirun -np N itself; under mpirun, srun or jsrun each task joins the job. Writes metrics.jsonl, "
+            f"mpirun -np N itself; under mpirun, srun or jsrun each task joins the job. Writes {METRICS_FILE}, "
             "checkpoint.h5 and TensorBoard logs to the run directory. A preempted run (SIGUSR1/SIGTERM) "
             f"checkpoints and exits {EXIT_PREEMPTED}; rerun it with --resume."
         ),
     )
     parser.add_argument("workload", choices=WORKLOADS)
-    parser.add_argument("--ranks", type=int, metavar="N", help="start mpirun -np N on this node")
-    parser.add_argument("--run-dir", metavar="DIR", help="run directory (default runs/<workload>-<time>)")
-    parser.add_argument("--config", metavar="FILE", help="a TOML file overriding the workload's config")
-    parser.add_argument("--smoke", action="store_true", help="reduced sizes; generates its own data if no --data")
-    parser.add_argument("--data", metavar="PATH", help="GW: HDF5 file; DES: data directory; resnet50: shards")
-    parser.add_argument("--synthetic", action="store_true", help="resnet50: random in-memory data (throughput)")
-    parser.add_argument("--epochs", type=int, metavar="N")
-    parser.add_argument("--batch-per-rank", type=int, metavar="N")
-    parser.add_argument("--lr", type=float, metavar="X", help="base LR (per worker, or per 256 for resnet50)")
-    parser.add_argument("--warmup-epochs", type=float, metavar="X")
-    parser.add_argument("--seed", type=int, metavar="N")
-    parser.add_argument("--steps-per-epoch", type=int, metavar="N", help="cap/extend the steps of each epoch")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any config key, e.g. model.channels=32",
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint if there is one")
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="bitwise-reproducible on CPU (fusion off, deterministic ops)",
-    )
-    parser.add_argument("--mixed-precision", action="store_true", help="float16 on GPUs, bfloat16 on CPUs")
-    parser.add_argument("--fp16-allreduce", action="store_true", help="Horovod fp16 gradient compression")
-    parser.add_argument("--timeline", metavar="FILE", help="write a Horovod timeline")
-    parser.add_argument(
-        "--stop-after-epoch",
-        type=int,
-        metavar="K",
-        help=f"stop like a preemption after epoch K (exit {EXIT_PREEMPTED})",
-    )
-    parser.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
+    add_train_flags(parser)
     parser.set_defaults(func=train_command)
 
 
@@ -115,62 +61,23 @@ def check_train_arguments(workload: str, argv: list[str]) -> None:
     """Parse ``hpcai train WORKLOAD ARGV`` with the training parser itself, so that a job fails when its
     script is written, not hours later in the queue; a KitError names the argument and what was expected.
 
-    ``--run-dir``, ``--ranks`` and ``--resume`` are the launcher's (the job resumes in its own run directory).
+    The flags of :data:`~hpcai_tf.train.options.JOB_SCRIPT_FLAGS` are the launcher's (the job resumes in its own
+    run directory).
     """
     parser = _TrainArgumentParser(prog="hpcai")
     _register_train(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", workload, *argv])
-    for dest, flag in (("run_dir", "--run-dir"), ("ranks", "--ranks"), ("resume", "--resume")):
-        if getattr(args, dest) not in (None, False):
+    for field, each in train_flags():
+        if each.set_by_job_script and getattr(args, field.name) not in (None, False):
             raise KitError(
-                f"train argument {flag}: set by the job script (the run directory is named after the job and "
+                f"train argument {each.name}: set by the job script (the run directory is named after the job and "
                 "the launcher starts the ranks); leave it out"
             )
 
 
-def _options(args: argparse.Namespace):
-    from hpcai_tf.train.loop import TrainOptions
-
-    overrides = {
-        "epochs": args.epochs,
-        "batch_per_rank": args.batch_per_rank,
-        "optimizer.lr": args.lr,
-        "optimizer.warmup_epochs": args.warmup_epochs,
-        "seed": args.seed,
-        "steps_per_epoch": args.steps_per_epoch,
-    }
-    return TrainOptions(
-        workload=args.workload,
-        run_dir=args.run_dir,
-        config_file=args.config,
-        smoke=args.smoke,
-        data=args.data,
-        synthetic=args.synthetic,
-        overrides={k: v for k, v in overrides.items() if v is not None},
-        sets=list(args.set),
-        resume=args.resume,
-        deterministic=args.deterministic,
-        mixed_precision=args.mixed_precision,
-        fp16_allreduce=args.fp16_allreduce,
-        timeline=args.timeline,
-        stop_after_epoch=args.stop_after_epoch,
-        tensorboard=not args.no_tensorboard,
-    )
-
-
 def rank_arguments(args: argparse.Namespace, run_dir: Path) -> list[str]:
     """The ``hpcai train`` arguments of every rank: the same flags, an absolute run directory, no --ranks."""
-    argv = ["train", args.workload, "--run-dir", str(run_dir)]
-    for dest, flag, kind in _FORWARDED:
-        value = getattr(args, dest)
-        if kind == "switch" and value:
-            argv.append(flag)
-        elif kind == "list":
-            for item in value:
-                argv += [flag, item]
-        elif value is not None and kind in ("value", "path"):
-            argv += [flag, str(Path(value).absolute()) if kind == "path" else str(value)]
-    return argv
+    return ["train", args.workload, "--run-dir", str(run_dir), *forwarded_arguments(args)]
 
 
 def _quiet_tensorflow() -> None:
@@ -211,7 +118,7 @@ def _start_mpirun(args: argparse.Namespace) -> int:
     )
     from hpcai_tf.train.run_dir import choose_run_dir
 
-    options = _options(args)
+    options = train_options(args)
     run_config(options)  # a bad config is reported once, here, not by every rank
     run_dir = choose_run_dir(args.workload, args.run_dir, args.resume)
     progress = {PROGRESS_BAR_ENV: "1" if sys.stdout.isatty() else "0"}
@@ -241,7 +148,7 @@ def _run_this_rank(args: argparse.Namespace) -> int:
     from hpcai_tf.train.loop import run_rank
 
     try:
-        return run_rank(_options(args))
+        return run_rank(train_options(args))
     except AgreedError as err:
         if _current_rank()[0] != 0:
             return err.exit_code  # rank 0 prints the error every rank agreed on

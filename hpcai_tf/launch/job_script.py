@@ -28,7 +28,7 @@ from hpcai_tf.errors import KitError
 from hpcai_tf.launch.jsrun import Layout, resource_sets
 from hpcai_tf.launch.schedulers import scheduler_for
 from hpcai_tf.paths import LAUNCH_DIR
-from hpcai_tf.train import WORKLOADS
+from hpcai_tf.train import JOB_SCRIPT_FLAGS, WORKLOADS
 from hpcai_tf.train.mpirun_line import mpirun_line
 from hpcai_tf.train.signals import EXIT_PREEMPTED
 
@@ -37,7 +37,7 @@ DEFAULT_SIGNAL_LEAD = 300
 """Seconds before the time limit at which the scheduler asks the job to checkpoint."""
 HOST_SITE_VARIABLE = "HPCAI_SITE"
 """Names the site in a run's provenance; an image sets it itself, a job on the host exports it."""
-SET_BY_SCRIPT = ("--run-dir", "--resume", "--ranks")
+SET_BY_SCRIPT = JOB_SCRIPT_FLAGS
 """``hpcai train`` flags the job script sets itself, refused among the extra train arguments."""
 
 _TIME = re.compile(r"^(\d{1,3}):([0-5]\d)$")

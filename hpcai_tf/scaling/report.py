@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,9 +18,8 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from hpcai_tf.errors import KitError
-from hpcai_tf.files import read_text_file, write_bytes_atomic
-
-METRICS = "metrics.jsonl"
+from hpcai_tf.files import write_bytes_atomic
+from hpcai_tf.train.metrics_log import METRICS_FILE, read_numbered_records
 
 
 @dataclass(frozen=True)
@@ -109,24 +107,6 @@ class TableRow(Protocol):
     def cells(self) -> tuple[str, ...]: ...
 
 
-def _records(path: Path) -> list[tuple[int, dict]]:
-    """(line number, record) of every record of a metrics file."""
-    records = []
-    for number, line in enumerate(read_text_file(path, "metrics file").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise KitError(f"{path}:{number}: not a JSON record (a partial write?)") from None
-        except RecursionError:
-            raise KitError(f"{path}:{number}: JSON nested too deeply; expected a flat metrics record") from None
-        if not isinstance(record, dict) or not isinstance(record.get("type"), str):
-            raise KitError(f"{path}:{number}: expected a JSON object with a 'type' field")
-        records.append((number, record))
-    return records
-
-
 def _number(record: dict, key: str, where: str, *, positive: bool = False, whole: bool = False) -> float:
     value = record.get(key)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -152,11 +132,12 @@ def _table(record: dict, key: str, where: str) -> dict:
 
 
 def read_run(run_dir: Path) -> Run:
-    """Read one run directory's metrics file; a missing, partial or malformed file is a one-line error."""
-    path = run_dir / METRICS if run_dir.is_dir() else run_dir
+    """Read one run directory's metrics file; a missing or malformed file is a one-line error (a torn last line
+    of a killed run is skipped, see :func:`~hpcai_tf.train.metrics_log.read_numbered_records`)."""
+    path = run_dir / METRICS_FILE if run_dir.is_dir() else run_dir
     if not path.is_file():
-        raise KitError(f"{path}: no metrics file (expected {METRICS} written by `hpcai train`)")
-    numbered = _records(path)
+        raise KitError(f"{path}: no metrics file (expected {METRICS_FILE} written by `hpcai train`)")
+    numbered = read_numbered_records(path)
     if not numbered or numbered[0][1]["type"] != "provenance":
         raise KitError(f"{path}: the first record must be the run's provenance")
     line, provenance = numbered[0]

@@ -4,4 +4,8 @@ Nothing here knows about sites, recipes or launchers on the host side; it reads 
 ``configs/<workload>.toml``, the command line and the environment the launcher set.
 """
 
+from hpcai_tf.train.options import JOB_SCRIPT_FLAGS
+
 WORKLOADS = ("resnet50", "gw", "des")
+
+__all__ = ["JOB_SCRIPT_FLAGS", "WORKLOADS"]

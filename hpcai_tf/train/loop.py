@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from hpcai_tf.train.digest import average_non_trainable, weights_digest
 from hpcai_tf.train.distributed import AgreedError, Ranks, hostname, init_horovod
 from hpcai_tf.train.launcher_env import detect_launcher
 from hpcai_tf.train.metrics_log import MetricsLog
+from hpcai_tf.train.options import TrainOptions
 from hpcai_tf.train.provenance import now_iso, provenance_record
 from hpcai_tf.train.run_dir import (
     RunDirBefore,
@@ -59,27 +60,6 @@ def progress_bar_wanted() -> bool:
     mpirun gives the ranks a pseudo-terminal even when the output goes to a log file."""
     setting = os.environ.get(PROGRESS_BAR_ENV)
     return sys.stdout.isatty() if setting is None else setting == "1"
-
-
-@dataclass
-class TrainOptions:
-    """What ``hpcai train`` was asked to do (flags beyond the configuration)."""
-
-    workload: str
-    run_dir: str | None = None
-    config_file: str | None = None
-    smoke: bool = False
-    data: str | None = None
-    synthetic: bool = False
-    overrides: dict[str, Any] = field(default_factory=dict)
-    sets: list[str] = field(default_factory=list)
-    resume: bool = False
-    deterministic: bool = False
-    mixed_precision: bool = False
-    fp16_allreduce: bool = False
-    timeline: str | None = None
-    stop_after_epoch: int | None = None
-    tensorboard: bool = True
 
 
 @dataclass
@@ -133,7 +113,7 @@ def run_config(options: TrainOptions) -> Config:
 
 
 def run_rank(options: TrainOptions) -> int:
-    """Train on this rank; returns the exit status (0 done, 75 preempted)."""
+    """Train on this rank; returns the exit status (0 done, EXIT_PREEMPTED when preempted)."""
     started_at, started = time.time(), now_iso()
     flag = PreemptionFlag().install()
     try:
@@ -504,7 +484,7 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- end of a run
     def _stop(self, state: TrainState, path: Path, *, reason: str, model: Any = None) -> int:
-        """Checkpoint (if mid-epoch), record the preemption, wait for every rank, exit 75."""
+        """Checkpoint (if mid-epoch), record the preemption, wait for every rank, exit EXIT_PREEMPTED."""
         received = self.ranks.allgather_object(self.flag.reason, "hpcai.stop_reasons")
         signalled = [rank for rank, why in enumerate(received) if why]
         if reason == "signal" and signalled:

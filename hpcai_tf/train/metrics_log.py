@@ -1,7 +1,9 @@
-"""``metrics.jsonl``: one JSON object per line, appended whole and fsynced, so a killed run stays parseable.
+"""The ``metrics.jsonl`` format: its file name, its writer and its one reader, for the training side and the report.
 
+One JSON object with a string ``type`` per line, appended whole and fsynced, so a killed run stays parseable.
 Record types, in order: ``provenance`` (one per start or restart of a run), ``epoch`` (one per finished
-epoch), then either ``final`` or ``preempted``. :func:`read_records` is the reader the report side can use.
+epoch), then either ``final`` or ``preempted``. A writer killed mid-line leaves a torn last line: the reader
+skips it and the next writer truncates it; a line that does not parse anywhere else is refused.
 """
 
 from __future__ import annotations
@@ -37,17 +39,24 @@ class MetricsLog:
     def __init__(self, run_dir: str | os.PathLike[str]):
         self.path = Path(run_dir) / METRICS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_torn_tail()
+        self._end_the_last_line()
 
-    def _drop_torn_tail(self) -> None:
+    def _end_the_last_line(self) -> None:
+        """Truncate a torn last line, or end a whole last record that lacks its newline, before appending."""
         if not self.path.exists():
             return
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            with open(self.path, "rb+") as handle:
+        if not data or data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        with open(self.path, "rb+") as handle:
+            if _parsed(data[keep:]) is None:
                 handle.truncate(keep)
-                os.fsync(handle.fileno())
+            else:
+                handle.seek(0, os.SEEK_END)
+                handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one record as one line (a single write), then flush and fsync."""
@@ -62,26 +71,52 @@ class MetricsLog:
             os.close(fd)
 
 
-def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All records of a metrics file; a torn last line (a writer killed mid-line) is ignored."""
+def _parsed(line: bytes) -> Any:
+    """The JSON value of one line, or None when it does not parse (a torn line, for one)."""
+    try:
+        return json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+
+
+def read_numbered_records(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) of every record of a metrics file.
+
+    Only the last line may be torn: the bytes after the last newline, when they do not parse, are a writer killed
+    mid-line and are skipped (a whole record there is kept). Any other line that is not a JSON record is corrupt
+    data: a :class:`KitError` names the file and the line.
+    """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except OSError as err:
-        raise KitError(f"{path}: cannot read the metrics file ({err.strerror})") from None
-    except UnicodeDecodeError as err:
-        raise KitError(f"{path}: not valid UTF-8 (byte {err.start}); expected the metrics file of a run") from None
+        raise KitError(f"{path}: cannot read the metrics file ({err.strerror or type(err).__name__})") from None
+    *lines, tail = data.split(b"\n")
     records = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate([*lines, tail], start=1):
         if not line.strip():
             continue
+        where = f"{path}:{number}"
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
+            record = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            if number > len(lines):
                 break
-            raise KitError(f"{path}:{number}: not a JSON object (metrics.jsonl holds one per line)") from None
-        if not isinstance(record, dict) or "type" not in record:
-            raise KitError(f"{path}:{number}: expected a JSON object with a 'type' field")
-        records.append(record)
+            raise KitError(
+                f"{where}: not valid UTF-8 (byte {err.start} of the line); expected a metrics file"
+            ) from None
+        except json.JSONDecodeError:
+            if number > len(lines):
+                break
+            raise KitError(f"{where}: not a JSON object ({METRICS_FILE} holds one per line)") from None
+        except RecursionError:
+            raise KitError(f"{where}: JSON nested too deeply; expected a flat metrics record") from None
+        if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+            raise KitError(f"{where}: expected a JSON object with a 'type' field")
+        records.append((number, record))
     return records
+
+
+def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every record of a metrics file, read by the rule of :func:`read_numbered_records`."""
+    return [record for _, record in read_numbered_records(path)]

@@ -105,7 +105,12 @@ def test_report_cli_writes_table_csv_and_png(hpcai, tmp_path: Path):
         (None, "no metrics file"),
         (
             '{"type": "provenance", "workload": "gw", "ranks": 1, "config": {"epochs": 1, "dataset_size": 1}}\n{"type": "ep',
-            "metrics.jsonl:2: not a JSON record",
+            "no epoch records",  # the torn last line of a killed run is skipped
+        ),
+        (
+            '{"type": "provenance", "workload": "gw", "ranks": 1, "config": {"epochs": 1, "dataset_size": 1}}\n'
+            '{"type": "ep\n{"type": "final"}\n',
+            "metrics.jsonl:2: not a JSON object",  # a torn line that is not the last is corrupt
         ),
         (
             '{"type": "provenance", "workload": "gw", "ranks": 1, "config": {"epochs": 1, "dataset_size": 1}}\n',

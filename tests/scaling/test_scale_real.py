@@ -44,7 +44,15 @@ def test_scale_gw_1_and_2_ranks_writes_report_and_plot(hpcai, tmp_path: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split("|")[1:-1] for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
     header, body = rows[0], rows[1:]  # the |---| separator does not start with "| "
-    assert [cell.strip() for cell in header][:7] == ["site", "image", "ranks", "runs", "samples/s", "speedup", "efficiency"]
+    assert [cell.strip() for cell in header][:7] == [
+        "site",
+        "image",
+        "ranks",
+        "runs",
+        "samples/s",
+        "speedup",
+        "efficiency",
+    ]
     assert [int(row[2]) for row in body] == [1, 2]
     # The table against the runs' own records, read here without the report's code: throughput is the mean global
     # samples/s of the epochs after the first (the first holds the graph's tracing), speedup the ratio to one rank.
