@@ -144,6 +144,9 @@ def _current_rank() -> tuple[int, int]:
 
 
 def _run_this_rank(args: argparse.Namespace) -> int:
+    from hpcai_tf.train.tf_environment import import_tensorflow
+
+    import_tensorflow()  # first, so that what TensorFlow's libraries print while loading is filtered
     from hpcai_tf.train.distributed import AgreedError
     from hpcai_tf.train.loop import run_rank
 
@@ -315,7 +318,9 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
+    from hpcai_tf.train.tf_environment import import_tensorflow
+
+    import_tensorflow()
     from hpcai_tf.train.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.workload, args.checkpoint, args.data)

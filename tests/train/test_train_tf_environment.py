@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -107,3 +108,37 @@ def test_a_two_rank_smoke_run_writes_nothing_to_stderr(kit, gw_smoke_data, tmp_p
     assert "weights agree across ranks: True" in done.stdout
     assert done.stderr == ""
     assert not [line for line in done.stdout.splitlines() if any(mark in line for mark in NOISE)]
+
+
+# What TensorFlow 2.21's libraries printed while loading on an AMD EPYC with AVX-512 (2026-12-02), after a line of
+# other text, with a WARNING and an ERROR line of the same shape. A line after a log line is its continuation.
+LOADING = [
+    "something else on stderr\n",
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+    "I0000 00:00:1796184641.412824    2747 port.cc:153] oneDNN custom operations are on.\n",
+    "I0000 00:00:1796184641.449809    2747 cpu_feature_guard.cc:227] This TensorFlow binary is optimized.\n",
+    "To enable the following instructions: AVX2 AVX512F FMA, rebuild TensorFlow.\n",
+    "W0000 00:00:1796184641.5    2747 loader.cc:12] a warning\n",
+    "E0000 00:00:1796184641.6    2747 loader.cc:40] an error\n",
+]
+
+
+@pytest.mark.parametrize(
+    ("level", "kept"),
+    [(0, list(range(7))), (1, [0, 5, 6]), (2, [0, 6]), (3, [0])],
+)
+def test_loading_lines_are_held_to_the_threshold(level, kept):
+    """INFO lines (with their continuation) go at level 1, WARNING at 2, ERROR at 3; absl's notice from 1; text
+    before any log line always passes."""
+    from hpcai_tf.train.tf_environment import admitted_lines
+
+    assert admitted_lines(LOADING, level) == [LOADING[i] for i in kept]
+
+
+def test_importing_tensorflow_through_the_kit_prints_nothing(tmp_path):
+    """A fresh process's ``import_tensorflow`` at the kit's threshold writes nothing to stderr (whatever the CPU)."""
+    code = "from hpcai_tf.train.tf_environment import import_tensorflow; print(import_tensorflow().__version__)"
+    env = {k: v for k, v in os.environ.items() if k not in tensorflow_environment()}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
