@@ -4,8 +4,9 @@
 # The venv follows the `local` site (containers/sites/local.toml): requirements/lock.txt pins what pip resolves,
 # and the site's stack names the tf-keras release (installed --no-deps), the Horovod release and the patches
 # (containers/patches/<name>.patch) applied to its sdist, as the recipe does. Horovod is built against the
-# TensorFlow in the venv, once; the wheel is kept in .cache/wheels, with a sidecar recording the TensorFlow,
-# Python and patches it was built with, so that a rebuilt venv reuses it only while those match.
+# TensorFlow in the venv, once, with the switches the images use (hpcai_tf/recipes/horovod_build.py); the wheel is
+# kept in .cache/wheels with a sidecar recording what it was built with, so that a rebuilt venv reuses it only while
+# that matches, and the local image installs it instead of compiling when its own build would be the same.
 #
 # `scripts/setup-venv.sh --print-stack` prints what it takes from the site, one `name=value` a line, and exits.
 set -euo pipefail
@@ -13,7 +14,6 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 venv=.venv
-wheels=.cache/wheels
 lock=requirements/lock.txt
 site_file=containers/sites/local.toml
 python="${PYTHON:-python3}"
@@ -48,7 +48,8 @@ for name in $horovod_patches; do
 done
 
 stamp="$venv/.hpcai-setup"
-want="$(cat "$lock" requirements/bootstrap.txt pyproject.toml "$site_file" "${patch_files[@]}" "$0" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$lock" requirements/bootstrap.txt pyproject.toml "$site_file" "${patch_files[@]}" "$0" \
+  hpcai_tf/recipes/horovod_build.py | sha256sum | cut -d' ' -f1)"
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/hpcai" ]; then
   exit 0
@@ -67,36 +68,24 @@ if [ -n "$tf_keras" ]; then
   "${pip[@]}" install --no-deps "tf-keras==$tf_keras"
 fi
 
-# The cached wheel's sidecar (<wheel>.built-against.json) records the TensorFlow and Python it was built against
-# and the patches (name and sha256) applied to the sdist; Horovod links against TensorFlow's C++ ABI, so a wheel
-# whose record differs from the venv's and the site's is built again.
-built_against="$("$venv/bin/python" - "${patch_files[@]}" <<'PY'
-import hashlib, json, platform, sys
-from importlib import metadata
-from pathlib import Path
-
-for name in ("tensorflow-cpu", "tensorflow"):
-    try:
-        tensorflow = f"{name}=={metadata.version(name)}"
-        break
-    except metadata.PackageNotFoundError:
-        continue
-else:
-    raise SystemExit("setup-venv: no tensorflow-cpu or tensorflow in the venv; requirements/lock.txt pins one")
-patches = [f"{Path(p).stem} sha256:{hashlib.sha256(Path(p).read_bytes()).hexdigest()}" for p in sys.argv[1:]]
-print(json.dumps({"patches": patches, "python": platform.python_version(), "tensorflow": tensorflow}, sort_keys=True))
-PY
-)"
-tag="$("$venv/bin/python" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')"
-wheel="$wheels/horovod-$horovod_version-$tag-$tag-linux_$(uname -m).whl"
-sidecar="$wheel.built-against.json"
-mkdir -p "$wheels"
+# What to build comes from the kit (hpcai_tf/recipes/horovod_build.py), the one definition the images use: the
+# wheel's directory and name, the build switches, the patch files and the record of this build (Horovod, patches by
+# sha256, the venv's TensorFlow, Python, platform, OS, MPI, switches). The record is kept beside the wheel
+# (<wheel>.built-against.json); a wheel whose record differs is built again, and `hpcai build` stages the wheel into
+# an image only when the record equals that image's own build.
+horovod_build="$(HPCAI_ROOT="$root" "$venv/bin/python" -m hpcai_tf.recipes.horovod_build "$site_file")" \
+  || { echo "setup-venv: python -m hpcai_tf.recipes.horovod_build $site_file failed" >&2; exit 2; }
+wheels_dir="" wheel="" record="" build_switches=() patch_files=() built_against=""
+eval "$horovod_build"
+wheel="$wheels_dir/$wheel"
+sidecar="$wheels_dir/$record"
+mkdir -p "$wheels_dir"
 if [ -f "$wheel" ] && [ "$(cat "$sidecar" 2>/dev/null)" != "$built_against" ]; then
-  echo "setup-venv: $wheel was built against $(cat "$sidecar" 2>/dev/null || echo 'an unrecorded TensorFlow'), the venv has $built_against: building it again"
+  echo "setup-venv: $wheel was built with $(cat "$sidecar" 2>/dev/null || echo 'an unrecorded build'), the venv has $built_against: building it again"
   rm -f "$wheel" "$sidecar"
 fi
 if [ ! -f "$wheel" ]; then
-  echo "setup-venv: building Horovod $horovod_version against $built_against (2 to 4 minutes on 2 cores)"
+  echo "setup-venv: building Horovod $horovod_version with $built_against (2 to 4 minutes on 2 cores)"
   source_dir="$(mktemp -d)"
   trap 'rm -rf "$source_dir"' EXIT
   "${pip[@]}" download --no-cache-dir --no-deps --no-binary=:all: --dest "$source_dir" "horovod==$horovod_version"
@@ -104,9 +93,9 @@ if [ ! -f "$wheel" ]; then
   for patch_file in "${patch_files[@]}"; do
     patch --quiet -d "$source_dir/horovod-$horovod_version" -p1 < "$patch_file"
   done
-  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
-    HOROVOD_WITHOUT_GLOO=0 MAKEFLAGS="-j$(nproc)" \
-    "${pip[@]}" wheel --no-cache-dir --no-build-isolation --no-deps -w "$wheels" "$source_dir/horovod-$horovod_version"
+  # MAKEFLAGS sets parallel make only (PARALLEL_MAKE in the kit); it is no build switch and not in the record.
+  (export "${build_switches[@]}"; MAKEFLAGS="-j$(nproc)" \
+    "${pip[@]}" wheel --no-cache-dir --no-build-isolation --no-deps -w "$wheels_dir" "$source_dir/horovod-$horovod_version")
   rm -rf "$source_dir"
   trap - EXIT
   [ -f "$wheel" ] || { echo "setup-venv: pip wheel did not write $wheel" >&2; exit 2; }

@@ -101,11 +101,7 @@ def build_site_docker(
     if staged.wheels:
         out(f"staged {staged.path} with prebuilt {', '.join(staged.wheels)}")
     else:
-        stack = site.stack
-        why = horovod_wheel_reason(site) or (
-            f"no wheel in {options.wheels_dir} recorded as built against {stack.tensorflow_package}=="
-            f"{stack.tensorflow} and Python {'.'.join(stack.python.split('.')[:2])} (scripts/setup-venv.sh builds one)"
-        )
+        why = horovod_wheel_reason(site, options.wheels_dir)
         out(f"staged {staged.path}; Horovod builds from source inside the image ({why})")
     result = build_image(
         client,

@@ -5,8 +5,8 @@ It holds exactly what the rendered recipes copy (see the header of ``recipes/<si
 - ``build/options/``: ``options.sh``, sourced by the steps that reach the network (CA bundle, pip index),
   and the CA bundle itself when one is given. Options are arguments of ``hpcai build``, never baked into
   the committed recipes.
-- ``build/wheels/``: prebuilt Horovod wheels that fit the site (see :func:`horovod_wheels`), without their
-  sidecar records; may be empty.
+- ``build/wheels/``: the host's Horovod wheel when its record proves it the image's own build (see
+  :func:`horovod_wheel_reason`), without the record; else empty, and the recipe compiles Horovod.
 - ``constraints/``: a pip site's constraints file, ``containers/constraints/<site>.txt`` (checked against the
   site's pins first: see :func:`hpcai_tf.recipes.build_inputs.build_inputs`).
 - ``recipe/``: the site's rendered Dockerfile, Singularity.def and provenance.json; ``Singularity.def`` is
@@ -37,12 +37,11 @@ from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.paths import CONTEXT_DIR, KIT_ROOT, WHEELS_DIR
 from hpcai_tf.recipes.build_inputs import BuildInputs
+from hpcai_tf.recipes.horovod_build import RECORD_FIELDS, image_record, record_name, site_wheel_name
 from hpcai_tf.recipes.render import IMAGE_OPTIONS_DIR
 
 DEFAULT_WHEELS_DIR = WHEELS_DIR
 CA_BUNDLE_NAME = "ca-bundle.crt"
-WHEEL_RECORD_SUFFIX = ".built-against.json"
-"""Sidecar of a cached wheel, written by ``scripts/setup-venv.sh``: the TensorFlow and Python it was built against."""
 CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 KIT_FILES = ("pyproject.toml", "README.md")
 KIT_PACKAGE = "hpcai_tf"
@@ -81,63 +80,79 @@ def options_script(options: BuildOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _lock_pins() -> set[str]:
-    """``name==version`` lines of requirements/lock.txt, lower-cased: what the host venv was built from."""
-    lock = KIT_ROOT / "requirements" / "lock.txt"
-    if not lock.is_file():
-        return set()
-    return {line.strip().lower() for line in lock.read_text().splitlines() if "==" in line}
-
-
-def horovod_wheel_reason(site: Site) -> str | None:
-    """Why the kit's Horovod wheels cannot serve this site, or ``None`` when they can.
-
-    The wheels in ``.cache/wheels`` are built by ``scripts/setup-venv.sh`` against the host venv's
-    TensorFlow, which requirements/lock.txt pins. Horovod's extension links against TensorFlow's C++ ABI,
-    so a wheel fits only an image with the same TensorFlow, Python minor, architecture and build options.
-    """
+def _site_reason(site: Site) -> str | None:
+    """Why no host-built Horovod wheel can serve the site's image, whatever its record says; ``None`` if one may."""
     stack = site.stack
     if stack.channel != "pip":
         return f"the image takes Horovod from the {stack.channel} channel"
-    if stack.horovod_patches:
-        return "the site patches Horovod's sdist"
     if stack.horovod_gpu_operations != "none":
         return f"the image builds Horovod with {stack.horovod_gpu_operations} GPU operations"
     if site.arch != platform.machine():
         return f"the image is {site.arch} and the wheels are {platform.machine()}"
-    if f"{stack.tensorflow_package}=={stack.tensorflow}".lower() not in _lock_pins():
-        return f"the wheels are built against the lock's TensorFlow, not {stack.tensorflow_package} {stack.tensorflow}"
     return None
 
 
-def wheel_record(wheel: Path) -> dict[str, str]:
-    """What ``scripts/setup-venv.sh`` recorded a wheel was built against (``{"python": ..., "tensorflow": ...}``),
-    from its sidecar ``<wheel>.built-against.json``; empty when there is none or it does not parse."""
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return "nothing recorded" if value is None else str(value)
+
+
+def record_reason(site: Site, record: dict[str, object]) -> str | None:
+    """How a wheel's record differs from the build the site's image would run (``image_record`` of
+    :mod:`hpcai_tf.recipes.horovod_build`), or ``None`` when it is the same build: Horovod version, patches by
+    sha256, TensorFlow pin, Python minor (the ABI), platform, OS, MPI and build switches. The first difference is
+    named, in that order."""
+    want = image_record(site)
+    for name in RECORD_FIELDS:
+        got, need = record.get(name), want[name]
+        if name == "python":
+            got = ".".join(str(got).split(".")[:2]) if got is not None else None
+            need = ".".join(str(need).split(".")[:2])
+        elif name == "tensorflow" and isinstance(got, str):
+            got, need = got.lower(), str(need).lower()
+        if got != need:
+            return f"{name}: the wheel was built with {_shown(got)}, the image needs {_shown(need)}"
+    return None
+
+
+def wheel_record(wheel: Path) -> dict[str, object]:
+    """What ``scripts/setup-venv.sh`` recorded a wheel was built with (``host_record``), from its sidecar
+    ``<wheel>.built-against.json``; empty when there is none or it does not parse."""
     try:
-        record = json.loads((wheel.parent / f"{wheel.name}{WHEEL_RECORD_SUFFIX}").read_text())
+        record = json.loads((wheel.parent / record_name(wheel.name)).read_text())
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
 
 
-def wheel_fits(site: Site, wheel: Path) -> bool:
-    """True when the wheel's record names the site's TensorFlow pin and Python minor (Horovod's ABI)."""
+def horovod_wheel_reason(site: Site, wheels_dir: Path | None) -> str | None:
+    """Why the site's image compiles Horovod instead of installing the host's wheel from ``wheels_dir``, in one
+    line; ``None`` when the wheel there is provably the image's own build (:func:`record_reason`).
+
+    The wheels in ``.cache/wheels`` are built by ``scripts/setup-venv.sh`` for the host venv; Horovod's extension
+    links against TensorFlow's C++ ABI and MPI, so a wheel serves only an image that would build exactly the same.
+    """
+    reason = _site_reason(site)
+    if reason:
+        return reason
+    if wheels_dir is None:
+        return "hpcai build --wheels none"
+    wheel = wheels_dir / site_wheel_name(site)
+    if not wheel.is_file():
+        return f"no {wheel} (scripts/setup-venv.sh builds it)"
     record = wheel_record(wheel)
-    stack = site.stack
-    minor = ".".join(stack.python.split(".")[:2])
-    return record.get("tensorflow", "").lower() == f"{stack.tensorflow_package}=={stack.tensorflow}".lower() and (
-        str(record.get("python", "")) + "."
-    ).startswith(minor + ".")
+    if not record:
+        return f"{wheel} has no readable record {record_name(wheel.name)}"
+    why = record_reason(site, record)
+    return f"{wheel.name}: {why}" if why else None
 
 
 def horovod_wheels(site: Site, wheels_dir: Path | None) -> list[Path]:
-    """Prebuilt Horovod wheels in ``wheels_dir`` that fit the site: version, Python tag and arch in the name, and
-    TensorFlow and Python in the record beside it (:func:`wheel_record`; a wheel without one is never staged)."""
-    if wheels_dir is None or not wheels_dir.is_dir() or horovod_wheel_reason(site) is not None:
+    """The host's Horovod wheel when it serves the site's image (:func:`horovod_wheel_reason`), else none."""
+    if wheels_dir is None or horovod_wheel_reason(site, wheels_dir) is not None:
         return []
-    py = "".join(site.stack.python.split(".")[:2])
-    name = f"horovod-{site.stack.horovod}-cp{py}-cp{py}-linux_{site.arch}.whl"
-    return sorted(p for p in wheels_dir.glob(name) if p.is_file() and wheel_fits(site, p))
+    return [wheels_dir / site_wheel_name(site)]
 
 
 def kit_files(root: Path = KIT_ROOT) -> Iterator[tuple[Path, str]]:

@@ -29,10 +29,10 @@ from pathlib import Path
 from hpcai_tf.catalog import Site
 from hpcai_tf.files import display_path
 from hpcai_tf.errors import KitError
+from hpcai_tf.recipes.horovod_build import horovod_build_vars
 from hpcai_tf.recipes.render import (
     bootstrap_pins,
     constraints_path,
-    horovod_build_vars,
     patch_files,
     pip_packages,
     write_atomic,

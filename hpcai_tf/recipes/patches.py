@@ -21,6 +21,11 @@ FIELDS = {"name", "horovod", "tensorflow_from", "tensorflow_below", "fixes", "up
 REQUIRED = FIELDS - {"tensorflow_below"}
 
 
+def patch_path(name: str) -> Path:
+    """The file of patch ``name``: ``containers/patches/<name>.patch``."""
+    return PATCHES_DIR / f"{name}.patch"
+
+
 def release(version: str) -> tuple[int, ...]:
     """``"2.21.0"`` -> ``(2, 21, 0)``."""
     return tuple(int(part) for part in version.split("."))
@@ -66,7 +71,7 @@ def _rules(path: Path) -> tuple[PatchRule, ...]:
             release(entry["tensorflow_from"]), release(entry.get("tensorflow_below", "0"))
         except ValueError:
             raise KitError(f"{shown}: patch.{i}: expected TensorFlow releases like 2.16") from None
-        if not (PATCHES_DIR / f"{entry['name']}.patch").is_file():
+        if not patch_path(entry["name"]).is_file():
             raise KitError(f"{shown}: patch.{i}: no file containers/patches/{entry['name']}.patch")
         rules.append(PatchRule(**entry))
     return tuple(rules)

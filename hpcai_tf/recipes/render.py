@@ -22,6 +22,7 @@ from hpcai_tf.catalog import Site
 from hpcai_tf.files import display_path, write_atomic
 from hpcai_tf.errors import KitError
 from hpcai_tf.paths import CONSTRAINTS_DIR, IMAGES_DIR, KIT_ROOT, PATCHES_DIR, RECIPES_DIR, TEMPLATES_DIR
+from hpcai_tf.recipes.horovod_build import horovod_build_env, site_wheel_name
 
 FORMATS = {"docker": "Dockerfile", "singularity": "Singularity.def"}
 """Recipe format -> file name under ``recipes/<site>/`` (the template adds ``.j2``)."""
@@ -133,26 +134,6 @@ def conda_packages(site: Site) -> list[str]:
     ]
 
 
-def horovod_build_vars(site: Site) -> dict[str, str]:
-    """Horovod's build switches; its setup.py also reads them to choose its requirements (cffi without PyTorch)."""
-    env = {
-        "HOROVOD_WITH_TENSORFLOW": "1",
-        "HOROVOD_WITH_MPI": "1",
-        "HOROVOD_WITHOUT_PYTORCH": "1",
-        "HOROVOD_WITHOUT_MXNET": "1",
-    }
-    if site.stack.horovod_gpu_operations != "none":
-        env["HOROVOD_GPU_OPERATIONS"] = site.stack.horovod_gpu_operations
-    return env
-
-
-def horovod_build_env(site: Site) -> str:
-    """Environment assignments that prefix Horovod's pip build."""
-    env = [f"{name}={value}" for name, value in horovod_build_vars(site).items()]
-    env.append('MAKEFLAGS="-j$(nproc)"')
-    return " ".join(env)
-
-
 def labels(site: Site) -> list[tuple[str, str]]:
     """OCI labels (Docker) and ``%labels`` (Singularity): the site, the kit and every pin."""
     stack = site.stack
@@ -194,6 +175,7 @@ def context(site: Site) -> dict[str, object]:
         "conda_packages": conda_packages(site) if site.stack.channel == "open-ce" else [],
         "open_ce_channel": OPEN_CE_CHANNEL.format(release=site.stack.open_ce),
         "horovod_build_env": horovod_build_env(site),
+        "horovod_wheel": site_wheel_name(site),
         "constraints": f"{IMAGE_CONSTRAINTS_DIR}/{site.id}.txt" if site.stack.channel == "pip" else None,
         "kept_constraints": KEPT_CONSTRAINTS,
         "cuda_series": ".".join(site.stack.cuda.split(".")[:2]),

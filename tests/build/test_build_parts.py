@@ -9,7 +9,6 @@ import pytest
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.errors import KitError
-from hpcai_tf.image import context as build_context
 from hpcai_tf.image.context import (
     BuildOptions,
     horovod_wheel_reason,
@@ -23,6 +22,7 @@ from hpcai_tf.image.host import REFERENCE_HOST, BuildHost, build_blockers, refus
 from hpcai_tf.image.singularity import build_command
 from hpcai_tf.image.verify import expected_check_build, judge_check_build, judge_ranks, mpirun, parse_check_build
 from hpcai_tf.recipes.build_inputs import build_inputs
+from hpcai_tf.recipes.horovod_build import image_record, record_text
 from hpcai_tf.recipes.render import constraints_path, render_recipe, render_site, render_steps
 
 # `horovodrun --check-build` of the local image, as Horovod 0.28.1 prints it.
@@ -99,11 +99,11 @@ def test_options_script_exports_the_ca_bundle_only_when_given():
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the local site is x86_64")
-def test_only_a_fitting_horovod_wheel_is_staged(tmp_path, monkeypatch):
-    """An unpatched CPU site whose TensorFlow the host lock pins (local-tf215 beside a TF 2.15 lock) takes the cp311
-    x86_64 wheel of its Horovod pin; other sites take none, and say why."""
-    monkeypatch.setattr(build_context, "_lock_pins", lambda: {"tensorflow-cpu==2.15.1", "numpy==1.26.4"})
-    record = '{"python": "3.11.7", "tensorflow": "tensorflow-cpu==2.15.1"}\n'
+def test_only_a_fitting_horovod_wheel_is_staged(tmp_path):
+    """A CPU pip site whose own build the record names (local-tf215 beside a wheel built for TF 2.15.1) takes the
+    cp311 x86_64 wheel of its Horovod pin; other sites take none, and say why."""
+    local = load_site("local-tf215")
+    record = record_text(image_record(local))
     for name in (
         "horovod-0.28.1-cp311-cp311-linux_x86_64.whl",
         "horovod-0.28.0-cp311-cp311-linux_x86_64.whl",
@@ -111,20 +111,20 @@ def test_only_a_fitting_horovod_wheel_is_staged(tmp_path, monkeypatch):
         "mpi4py-4.1.2-cp311-cp311-linux_x86_64.whl",
     ):
         (tmp_path / name).write_bytes(b"")
-        (tmp_path / f"{name}.built-against.json").write_text(record)
-    local = load_site("local-tf215")
-    assert horovod_wheel_reason(local) is None
+        (tmp_path / f"{name}.built-against.json").write_text(record + "\n")
+    assert horovod_wheel_reason(local, tmp_path) is None
     assert [p.name for p in horovod_wheels(local, tmp_path)] == ["horovod-0.28.1-cp311-cp311-linux_x86_64.whl"]
     assert horovod_wheels(local, None) == []
+    assert horovod_wheel_reason(local, None) == "hpcai build --wheels none"
     assert horovod_wheels(load_site("local"), tmp_path) == []
-    assert horovod_wheel_reason(load_site("local")) == "the site patches Horovod's sdist"
-    monkeypatch.undo()
-    assert horovod_wheel_reason(local) == (
-        "the wheels are built against the lock's TensorFlow, not tensorflow-cpu 2.15.1"
+    assert horovod_wheel_reason(load_site("local"), tmp_path).startswith(
+        "horovod-0.28.1-cp311-cp311-linux_x86_64.whl: patches: the wheel was built with none, the image needs "
+        "horovod-0.28.1-no-xla-ops sha256:"
     )
     assert horovod_wheels(load_site("bridges-ai"), tmp_path) == []
-    assert horovod_wheel_reason(load_site("bridges-ai")) == "the image builds Horovod with NCCL GPU operations"
-    assert horovod_wheel_reason(load_site("hal")) == "the image takes Horovod from the open-ce channel"
+    reason = horovod_wheel_reason(load_site("bridges-ai"), tmp_path)
+    assert reason == "the image builds Horovod with NCCL GPU operations"
+    assert horovod_wheel_reason(load_site("hal"), tmp_path) == "the image takes Horovod from the open-ce channel"
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the local site is x86_64")
@@ -133,19 +133,19 @@ def test_only_a_fitting_horovod_wheel_is_staged(tmp_path, monkeypatch):
     [
         None,
         "not json",
+        '{"python": "3.11.7", "tensorflow": "tensorflow-cpu==2.15.1"}',  # the record before it named the whole build
         '{"python": "3.11.7", "tensorflow": "tensorflow-cpu==2.14.0"}',
         '{"python": "3.10.12", "tensorflow": "tensorflow-cpu==2.15.1"}',
     ],
 )
-def test_a_wheel_without_a_matching_record_is_never_staged(tmp_path, monkeypatch, record):
-    """No sidecar, an unreadable one, or one naming another TensorFlow or Python minor: Horovod compiles instead."""
-    monkeypatch.setattr(build_context, "_lock_pins", lambda: {"tensorflow-cpu==2.15.1", "numpy==1.26.4"})
-    assert horovod_wheel_reason(load_site("local-tf215")) is None  # only the record decides
+def test_a_wheel_without_a_matching_record_is_never_staged(tmp_path, record):
+    """No sidecar, an unreadable one, or one naming another build: Horovod compiles instead."""
     wheel = tmp_path / "horovod-0.28.1-cp311-cp311-linux_x86_64.whl"
     wheel.write_bytes(b"")
     if record is not None:
         (tmp_path / f"{wheel.name}.built-against.json").write_text(record)
     assert horovod_wheels(load_site("local-tf215"), tmp_path) == []
+    assert horovod_wheel_reason(load_site("local-tf215"), tmp_path) is not None
 
 
 def test_staged_context_holds_what_the_recipe_copies(tmp_path):

@@ -7,13 +7,15 @@ import json
 import re
 import shutil
 import tarfile
+import zipfile
 
 import pytest
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.image.build import KIT_SOURCE_LABEL
-from hpcai_tf.image.context import kit_digest
+from hpcai_tf.image.context import horovod_wheel_reason, kit_digest
 from hpcai_tf.recipes.constraints import canonical, read_constraints, top_level_pins
+from hpcai_tf.recipes.horovod_build import site_wheel_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -50,6 +52,25 @@ def test_pip_freeze_in_the_image_is_the_pins_and_the_constraints(docker_engine, 
     expected.update({canonical(s.split("==")[0]): s.split("==")[1] for s in top_level_pins(load_site("local"))})
     assert versions == expected
     assert [line.split()[0] for line in frozen.splitlines() if "==" not in line] == ["hpcai"]
+
+
+@pytest.mark.timeout(600)
+def test_the_image_runs_the_host_wheel_of_its_own_build(docker_engine, local_image, kit_root):
+    """`make test` builds the host venv first, so .cache/wheels holds scripts/setup-venv.sh's patched Horovod wheel,
+    recorded as the local image's own build: it is staged and installed, not compiled, and the image's Horovod
+    extension is byte for byte the wheel's."""
+    site = load_site("local")
+    wheels = kit_root / ".cache" / "wheels"
+    assert horovod_wheel_reason(site, wheels) is None
+    wheel = wheels / site_wheel_name(site)
+    assert (kit_root / "build" / "context" / "local" / "build" / "wheels" / wheel.name).is_file()
+    with zipfile.ZipFile(wheel) as archive:
+        member = next(n for n in archive.namelist() if re.fullmatch(r"horovod/tensorflow/mpi_lib\..+\.so", n))
+        digest = hashlib.sha256(archive.read(member)).hexdigest()
+    python = ".".join(site.stack.python.split(".")[:2])
+    path = f"/opt/hpcai/venv/lib/python{python}/site-packages/{member}"
+    out = docker_engine.client().containers.run(local_image.tag, ["sha256sum", path], remove=True).decode()
+    assert out.split()[0] == digest
 
 
 @pytest.mark.timeout(600)

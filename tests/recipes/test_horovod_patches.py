@@ -19,7 +19,7 @@ PATCHES = ["horovod-0.28.1-no-xla-ops", "horovod-0.28.1-tf-keras-backend"]
 
 @pytest.fixture
 def tf221_catalog(tmp_path: Path) -> Path:
-    """A private copy of the local site, which pins TensorFlow 2.21.0 (combination A of shared/STACK.md)."""
+    """A private copy of the local site, which pins TensorFlow 2.21.0 with tf-keras and the two Horovod patches."""
     sites = tmp_path / "sites"
     sites.mkdir()
     text = (SITES_DIR / "local.toml").read_text()
@@ -31,22 +31,26 @@ def tf221_catalog(tmp_path: Path) -> Path:
 
 
 def test_tf221_site_renders_patched_horovod_build():
-    """The Horovod step downloads the sdist, applies each named patch, builds; tf-keras is installed."""
+    """The Horovod step installs the staged wheel of its own build, or else downloads the sdist, applies each named
+    patch and builds; tf-keras is installed."""
     site = load_site("local")
     horovod = next(s for s in render_steps(site) if s.name == "horovod-pip")
     assert horovod.title == f"Horovod 0.28.1 ({', '.join(PATCHES)})"
     assert horovod.files == [("build/wheels", "/opt/hpcai-build/wheels"), ("patches", "/opt/hpcai-build/patches")]
+    wheel = "horovod-0.28.1-cp311-cp311-linux_x86_64.whl"
     assert horovod.commands == [
         ". /opt/hpcai-build/options/options.sh",
-        "pip download --no-cache-dir --no-deps --no-binary=:all: --dest /tmp/horovod horovod==0.28.1",
-        "tar -xzf /tmp/horovod/horovod-0.28.1.tar.gz -C /tmp/horovod",
-        f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /opt/hpcai-build/patches/{PATCHES[0]}.patch",
-        f"patch -d /tmp/horovod/horovod-0.28.1 -p1 < /opt/hpcai-build/patches/{PATCHES[1]}.patch",
-        "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 "
+        "mkdir -p /tmp/horovod/dist",
+        f'if [ -f /opt/hpcai-build/wheels/{wheel} ]; then echo "Horovod: installing the staged {wheel}"; else '
+        "(pip download --no-cache-dir --no-deps --no-binary=:all: --dest /tmp/horovod horovod==0.28.1 "
+        "&& tar -xzf /tmp/horovod/horovod-0.28.1.tar.gz -C /tmp/horovod "
+        f"&& patch -d /tmp/horovod/horovod-0.28.1 -p1 < /opt/hpcai-build/patches/{PATCHES[0]}.patch "
+        f"&& patch -d /tmp/horovod/horovod-0.28.1 -p1 < /opt/hpcai-build/patches/{PATCHES[1]}.patch "
+        "&& HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 "
         'MAKEFLAGS="-j$(nproc)" pip wheel --no-cache-dir --no-build-isolation --no-deps '
-        "--wheel-dir /tmp/horovod/dist /tmp/horovod/horovod-0.28.1",
+        "--wheel-dir /tmp/horovod/dist /tmp/horovod/horovod-0.28.1); fi",
         "pip install --no-cache-dir --constraint /opt/hpcai-build/constraints/local.txt "
-        "--find-links /tmp/horovod/dist horovod==0.28.1",
+        "--find-links /opt/hpcai-build/wheels --find-links /tmp/horovod/dist horovod==0.28.1",
         "rm -rf /tmp/horovod",
     ]
     python = next(s for s in render_steps(site) if s.name == "python-pip")
