@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages the kit needs on the host (idempotent; fast when all are present).
-#   build of Horovod:   openmpi-bin libopenmpi-dev cmake g++ make
+#   build of Horovod:   openmpi-bin libopenmpi-dev cmake g++ make patch (the catalog's Horovod patches)
 #   image builds:       docker.io debootstrap
 #   job scripts:        slurmctld slurmd slurm-client munge shellcheck
 set -euo pipefail
 
 packages=(
-  openmpi-bin libopenmpi-dev cmake g++ make
+  openmpi-bin libopenmpi-dev cmake g++ make patch
   docker.io debootstrap
   slurmctld slurmd slurm-client munge shellcheck
 )

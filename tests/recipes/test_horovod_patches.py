@@ -81,9 +81,8 @@ def test_unknown_patch_name_is_refused(tf221_catalog: Path, hpcai, tmp_path: Pat
 
 @pytest.mark.slow
 def test_patches_apply_to_the_real_horovod_sdist(tmp_path: Path):
-    """Each patch applies cleanly to Horovod 0.28.1's sdist from PyPI."""
-    if not shutil.which("patch"):
-        pytest.skip("GNU patch is not installed")
+    """Each patch applies cleanly to Horovod 0.28.1's sdist from PyPI (GNU patch: scripts/install-system.sh)."""
+    assert shutil.which("patch"), "GNU patch is not installed: scripts/install-system.sh installs it"
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:",
                     "--dest", str(tmp_path), "horovod==0.28.1"], check=True, capture_output=True, timeout=300)
     with tarfile.open(tmp_path / "horovod-0.28.1.tar.gz") as tar:
