@@ -13,13 +13,16 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hpcai_tf"
 SHARED = ("hpcai_tf.catalog", "hpcai_tf.errors", "hpcai_tf.files", "hpcai_tf.paths", "hpcai_tf:__version__")
+IMAGE_CONTRACT = "=hpcai_tf.train.image_contract"
+"""What an image holds and where (its stack's packages, paths, variables): pure data in train/, which runs inside
+images and reads it there; the host steps that write or read images may import exactly this module of train/."""
 ALLOWED = {
-    "recipes": (*SHARED, "hpcai_tf.recipes"),
-    "image": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image"),
+    "recipes": (*SHARED, "hpcai_tf.recipes", IMAGE_CONTRACT),
+    "image": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", IMAGE_CONTRACT),
     # From train/ only the package itself: the names of the workloads (WORKLOADS).
     "launch": (*SHARED, "hpcai_tf.recipes.render", "hpcai_tf.launch", "=hpcai_tf.train"),
     "scaling": (*SHARED, "hpcai_tf.scaling", "hpcai_tf.train"),
-    "sitedocs": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", "hpcai_tf.launch", "hpcai_tf.sitedocs"),
+    "sitedocs": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", "hpcai_tf.launch", "hpcai_tf.sitedocs", IMAGE_CONTRACT),
 }
 TOP_LEVEL = {"__init__", "__main__", "cli", "catalog", "errors", "files", "paths"}
 SHARED_ALLOWED = ("hpcai_tf.errors", "hpcai_tf.files", "hpcai_tf.paths")
@@ -91,3 +94,15 @@ def test_the_check_sees_a_forbidden_import(tmp_path):
         "step/b.py": ["hpcai_tf.train.loop", "hpcai_tf.train"],
     }
     assert offending(step, ALLOWED["launch"], base=tmp_path) == {"step/b.py": ["hpcai_tf.train.loop"]}
+
+
+def test_the_image_contract_imports_nothing():
+    """The one module of train/ the host steps may import is pure data: it imports no other module at all."""
+    tree = ast.parse((PACKAGE / "train" / "image_contract.py").read_text())
+    imported = [
+        alias.name if isinstance(node, ast.Import) else node.module
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    ]
+    assert set(imported) <= {"__future__", "dataclasses"}
