@@ -156,21 +156,15 @@ def native_pins(site: Site) -> dict[str, str]:
     }
 
 
+CONDA_NAMES = {"cuda": "cudatoolkit", "mpi": "openmpi"}
+"""A pin's conda package where it is not the pin's name."""
+
+
 def conda_packages(site: Site) -> list[str]:
-    """The pinned conda packages of an Open-CE image."""
-    stack = site.stack
-    return [
-        f"python={stack.python}",
-        f"tensorflow={stack.tensorflow}",
-        f"horovod={stack.horovod}",
-        f"cudatoolkit={stack.cuda}",
-        f"cudnn={stack.cudnn}",
-        f"nccl={stack.nccl}",
-        f"openmpi={site.mpi.image_version}",
-        f"numpy={stack.numpy}",
-        f"mpi4py={stack.mpi4py}",
-        f"h5py={stack.h5py}",
-    ]
+    """The pinned conda packages of an Open-CE image: what the stack runs on, then its Python packages (the order of
+    the labels; conda solves them together)."""
+    pins = {**native_pins(site), **stack_pins(site)}
+    return [f"{CONDA_NAMES.get(name, name)}={version}" for name, version in pins.items()]
 
 
 def cuda_series(site: Site) -> str:
