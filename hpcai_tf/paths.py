@@ -18,6 +18,8 @@ PATCHES_DIR = CONTAINERS_DIR / "patches"
 RECIPES_DIR = KIT_ROOT / "recipes"
 LAUNCH_DIR = KIT_ROOT / "launch"
 DOCS_DIR = KIT_ROOT / "docs"
+REQUIREMENTS_DIR = KIT_ROOT / "requirements"
+"""The host venv's pins; ``bootstrap.txt`` (pip, setuptools, wheel) is every image's too."""
 CONSTRAINTS_DIR = CONTAINERS_DIR / "constraints"
 """``<site>.txt``: pip constraints of a pip-channel site, written by ``hpcai constraints``."""
 

@@ -19,13 +19,16 @@ SHARED = ("hpcai_tf.catalog", "hpcai_tf.errors", "hpcai_tf.files", "hpcai_tf.pat
 # line (its --oversubscribe rule) and the preempted run's exit status.
 MPIRUN_LINE = "=hpcai_tf.train.mpirun_line"
 PREEMPTED_STATUS = "=hpcai_tf.train.signals"
+IMAGE_CONTRACT = "=hpcai_tf.train.image_contract"
+"""What an image holds and where (its stack's packages, paths, variables): pure data in train/, which runs inside
+images and reads it there; the host steps that write or read images may import exactly this module of train/."""
 ALLOWED = {
-    "recipes": (*SHARED, "hpcai_tf.recipes"),
-    "image": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", MPIRUN_LINE),
+    "recipes": (*SHARED, "hpcai_tf.recipes", IMAGE_CONTRACT),
+    "image": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", MPIRUN_LINE, IMAGE_CONTRACT),
     # From train/ the package itself (the names of the workloads, WORKLOADS) and the two pure modules above.
     "launch": (*SHARED, "hpcai_tf.recipes.render", "hpcai_tf.launch", "=hpcai_tf.train", MPIRUN_LINE, PREEMPTED_STATUS),
     "scaling": (*SHARED, "hpcai_tf.scaling", "hpcai_tf.train"),
-    "sitedocs": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", "hpcai_tf.launch", "hpcai_tf.sitedocs"),
+    "sitedocs": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", "hpcai_tf.launch", "hpcai_tf.sitedocs", IMAGE_CONTRACT),
 }
 TOP_LEVEL = {"__init__", "__main__", "cli", "catalog", "errors", "files", "paths"}
 SHARED_ALLOWED = ("hpcai_tf.errors", "hpcai_tf.files", "hpcai_tf.paths")
@@ -107,3 +110,15 @@ def test_the_train_modules_of_the_host_import_no_tensorflow_and_no_other_kit_mod
     code = f"import sys, {module}; print(sorted({{'tensorflow', 'numpy', 'horovod'}} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_image_contract_imports_nothing():
+    """The one module of train/ the host steps may import is pure data: it imports no other module at all."""
+    tree = ast.parse((PACKAGE / "train" / "image_contract.py").read_text())
+    imported = [
+        alias.name if isinstance(node, ast.Import) else node.module
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    ]
+    assert set(imported) <= {"__future__", "dataclasses"}

@@ -23,12 +23,10 @@ from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.image.docker_engine import find_image, human_size
 from hpcai_tf.paths import ROOTS_DIR
+from hpcai_tf.recipes.image_labels import BASE_LABEL
 
 if TYPE_CHECKING:
     import docker
-
-BASE_LABEL = "org.hpcai.base"
-"""Label on every base image the kit made; its value is ``<suite>-minbase``."""
 
 
 def base_image_changes(site: Site) -> list[str]:

@@ -28,15 +28,12 @@ from hpcai_tf.files import write_atomic
 from hpcai_tf.image.host import refuse_blocked, this_host
 from hpcai_tf.paths import CONTEXT_DIR, EXPORT_DIR, IMAGES_DIR, LOGS_DIR
 from hpcai_tf.recipes.build_inputs import BuildInputs, build_inputs
+from hpcai_tf.recipes.image_labels import KIT_SOURCE_LABEL, RECIPE_LABEL
 from hpcai_tf.recipes.render import recipe_digest
 
 if TYPE_CHECKING:
     from hpcai_tf.image.context import BuildOptions
 
-KIT_SOURCE_LABEL = "org.hpcai.kit-source"
-"""Build-time label: sha256 of the kit source copied into the image (the tag hashes only the recipe)."""
-RECIPE_LABEL = "org.hpcai.recipe-dir"
-"""Build-time label of images built from a recipe directory (``hpcai build --recipe DIR``)."""
 DOCKER_ARCH = {"x86_64": "amd64", "ppc64le": "ppc64le", "aarch64": "arm64"}
 CONVERSION_SECTIONS = ("help", "test", "runscript")
 """Sections of the rendered Singularity.def that a conversion keeps (the Docker image has the labels, env, files)."""

@@ -15,13 +15,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
-from hpcai_tf.image.base import BASE_LABEL, remove_root
-from hpcai_tf.image.build import RECIPE_LABEL
+from hpcai_tf.image.base import remove_root
 from hpcai_tf.image.docker_engine import docker_host, engine_answers
 from hpcai_tf.paths import BUILD_DIR, CONTEXT_DIR, EXPORT_DIR, IMAGES_DIR, LOGS_DIR, ROOTS_DIR
+from hpcai_tf.recipes.image_labels import BASE_LABEL, CONTAINER_LABELS, RECIPE_LABEL, SITE_LABEL
 
-CONTAINER_LABELS = ("org.hpcai.verify", "org.hpcai.inspect")
-SITE_LABEL = "org.hpcai.site"
 KIT_REPOS = ("hpcai/", "hpcai-recipe/")
 BUILD_DIRS = (CONTEXT_DIR, ROOTS_DIR, LOGS_DIR, IMAGES_DIR, EXPORT_DIR)
 

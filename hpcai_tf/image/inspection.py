@@ -12,10 +12,19 @@ import tarfile
 from pathlib import Path
 
 from hpcai_tf.errors import KitError
+from hpcai_tf.recipes.image_labels import (
+    ARCH_LABEL,
+    INSPECT_LABEL,
+    KIT_SOURCE_LABEL,
+    OCI_VERSION,
+    PIN_PREFIX,
+    SITE_LABEL,
+)
+from hpcai_tf.recipes.render import FORMATS, PROVENANCE
+from hpcai_tf.train.image_contract import IMAGE_PATHS
 
-RECIPE_DIR = "/opt/hpcai/recipe"
-RECIPE_FILES = ("Dockerfile", "Singularity.def", "provenance.json")
-PIN_PREFIX = "org.hpcai.pin."
+RECIPE_DIR = IMAGE_PATHS.recipe
+RECIPE_FILES = (*FORMATS.values(), PROVENANCE)
 
 
 def site_image(site_id: str, runtime: str) -> str:
@@ -31,7 +40,7 @@ def _docker_recipe(client, image_id: str) -> dict[str, str]:
     """The files of ``/opt/hpcai/recipe`` in a Docker image, read from a created (never started) container."""
     import docker
 
-    container = client.containers.create(image_id, command=["true"], labels={"org.hpcai.inspect": image_id})
+    container = client.containers.create(image_id, command=["true"], labels={INSPECT_LABEL: image_id})
     try:
         stream, _ = container.get_archive(RECIPE_DIR)
         data = b"".join(stream)
@@ -99,7 +108,7 @@ def compare_with_catalog(info: dict) -> dict:
     from hpcai_tf.catalog import load_site
     from hpcai_tf.recipes.render import render_site
 
-    site_id = info["labels"].get("org.hpcai.site", "")
+    site_id = info["labels"].get(SITE_LABEL, "")
     if not site_id or not info["recipe"]:
         return {"site": site_id, "matches": None, "differs": []}
     try:
@@ -127,11 +136,11 @@ def format_inspection(info: dict) -> str:
     lines = [f"image    {info['image']}  ({info['id'][:19] or info['format']}, {human_size(info['size'])})"]
     if info["created"]:
         lines.append(f"created  {info['created']}")
-    site = labels.get("org.hpcai.site")
+    site = labels.get(SITE_LABEL)
     if site:
-        arch = labels.get("org.hpcai.arch", "?")
-        kit = labels.get("org.opencontainers.image.version", "?")
-        source = labels.get("org.hpcai.kit-source", "unknown")[:16]
+        arch = labels.get(ARCH_LABEL, "?")
+        kit = labels.get(OCI_VERSION, "?")
+        source = labels.get(KIT_SOURCE_LABEL, "unknown")[:16]
         lines.append(f"site     {site} ({arch}), kit {kit}, kit source sha256 {source}")
     lines.append("pins")
     lines += [f"  {name:<12} {value}" for name, value in info["pins"].items()] or ["  (none: not an hpcai site image)"]

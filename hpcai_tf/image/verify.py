@@ -5,7 +5,7 @@ is :mod:`hpcai_tf.train.selftest`. The checks:
 
 ==============  =====================================================================================
 ``kit``         ``hpcai --version`` answers inside the image
-``versions``    TensorFlow, Horovod, NumPy, mpi4py, h5py and Python answer with the image's pins
+``versions``    Python and each package of the stack answer with the image's pins
 ``check-build`` ``horovodrun --check-build`` lists TensorFlow, the MPI controller and MPI operations
                 (and NCCL operations on a GPU site)
 ``allreduce``   ``mpirun -np 2``: Horovod's allreduce sums right, and a broadcast arrives, on every rank
@@ -29,7 +29,9 @@ from pathlib import Path
 from hpcai_tf import __version__
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
+from hpcai_tf.recipes.image_labels import VERIFY_LABEL
 from hpcai_tf.recipes.render import image_tag
+from hpcai_tf.train.image_contract import STACK_PACKAGES
 from hpcai_tf.train.mpirun_line import in_allocation, mpirun_line
 
 SELFTEST = ["python", "-m", "hpcai_tf.train.selftest"]
@@ -66,7 +68,7 @@ def run_environment(site: Site, runtime: str) -> dict[str, str]:
         {
             "OMPI_ALLOW_RUN_AS_ROOT": "1",  # docker runs the checks as root
             "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-            "OMPI_MCA_mpi_yield_when_idle": "1",  # no busy-wait: ranks share the cores (shared/STACK.md)
+            "OMPI_MCA_mpi_yield_when_idle": "1",  # no busy-wait: ranks share the cores
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONUNBUFFERED": "1",
         }
@@ -167,7 +169,7 @@ def judge_single(check: str, output: str) -> tuple[bool, str]:
         return False, record["error"]
     if check == "versions":
         got = record["got"]
-        detail = ", ".join(f"{k} {got[k]}" for k in ("python", "tensorflow", "horovod", "numpy", "mpi4py", "h5py"))
+        detail = ", ".join(f"{k} {got[k]}" for k in ("python", *STACK_PACKAGES))
         if "keras" in got:
             detail += f"; tf.keras is {got['keras']}"
         if record["mismatches"]:
@@ -186,7 +188,7 @@ class DockerRunner:
         import docker
         import requests
 
-        options: dict = {"environment": self.env, "shm_size": "1g", "labels": {"org.hpcai.verify": self.image}}
+        options: dict = {"environment": self.env, "shm_size": "1g", "labels": {VERIFY_LABEL: self.image}}
         if self.gpu:
             options["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         try:

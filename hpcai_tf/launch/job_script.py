@@ -357,15 +357,10 @@ def _default_image(site: Site) -> str:
 
 
 def launch_template_environment() -> jinja2.Environment:
-    """The Jinja environment over ``launch/``: strict about undefined names, block tags leave no blank lines."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(LAUNCH_DIR)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
+    """The Jinja environment over ``launch/``: block tags leave no blank lines."""
+    from hpcai_tf.recipes.render import jinja_environment
+
+    return jinja_environment(LAUNCH_DIR, trim_blocks=True)
 
 
 def render_job_script(request: LaunchRequest) -> str:

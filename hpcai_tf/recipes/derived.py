@@ -18,15 +18,17 @@ from pathlib import Path
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.files import check_targets, write_atomic
+from hpcai_tf.recipes import image_labels as label
+from hpcai_tf.recipes.package_managers import package_manager
 from hpcai_tf.recipes.render import (
-    IMAGE_OPTIONS_DIR,
-    KEPT_CONSTRAINTS,
     image_tag,
     render_steps,
     runtime_env,
     sif_path,
+    stack_requirements,
     template_environment,
 )
+from hpcai_tf.train.image_contract import IMAGE_PATHS
 
 PIP_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[0-9][A-Za-z0-9.+!-]*$")
 APT_SPEC = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
@@ -35,16 +37,8 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 def constraints(site: Site) -> str:
     """pip constraints that pin the base image's stack."""
-    stack = site.stack
-    lines = [
-        f"# The base image's pins (site {site.id}): an added package may not replace them.",
-        f"{stack.tensorflow_package}=={stack.tensorflow}",
-        f"horovod=={stack.horovod}",
-        f"numpy=={stack.numpy}",
-        f"mpi4py=={stack.mpi4py}",
-        f"h5py=={stack.h5py}",
-    ]
-    return "\n".join(lines) + "\n"
+    lines = [f"# The base image's pins (site {site.id}): an added package may not replace them."]
+    return "\n".join([*lines, *stack_requirements(site)]) + "\n"
 
 
 def _check(name: str, pip: list[str], apt: list[str]) -> None:
@@ -64,16 +58,20 @@ def render_derived(site: Site, name: str, pip: list[str], apt: list[str]) -> dic
     """The derived recipe's files: Dockerfile, Singularity.def and constraints.txt."""
     _check(name, pip, apt)
     env = template_environment()
+    base_tag = image_tag(site)
     ctx = {
         "site": site,
         "name": name,
         "pip": pip,
-        "apt": apt,
-        "base_tag": image_tag(site),
+        "paths": IMAGE_PATHS,
+        "os_install": package_manager(site).install_commands(apt) if apt else [],
+        # The definition's base is a SIF file, not a reference: it names no base image.
+        "docker_labels": [(label.OCI_TITLE, name), (label.OCI_BASE_NAME, base_tag), (label.DERIVED_FROM_LABEL, site.id)],
+        "sif_labels": [(label.OCI_TITLE, name), (label.DERIVED_FROM_LABEL, site.id)],
+        "base_tag": base_tag,
         "base_sif": sif_path(site),
         "base_env": runtime_env(render_steps(site)),
-        "options_dir": IMAGE_OPTIONS_DIR,
-        "kept_constraints": KEPT_CONSTRAINTS,
+        "kept_constraints": IMAGE_PATHS.kept_constraints if site.stack.channel == "pip" else None,
     }
     files = {
         "Dockerfile": env.get_template("derived/Dockerfile.j2").render(ctx),

@@ -1,11 +1,11 @@
 """Render a site's image recipes (Dockerfile, Singularity definition, provenance) from the catalog.
 
-Python decides *what* goes into an image (which steps, which packages, which labels); the Jinja templates
-under ``containers/templates/`` hold *the text*. Each step is a partial, ``steps/<name>.sh.j2``, whose body
-is the shell commands and whose top-level ``title``, ``env`` and ``files`` say what the step is, what
-environment it sets and what it copies from the build context. The two format templates place the steps:
-one ``RUN`` per step in the Dockerfile (so each is a cached layer, least-changing first), one ``%post``
-in the definition file.
+Python decides *what* goes into an image (which steps, which packages, which labels, the environment each step
+sets, the package manager's commands); the Jinja templates under ``containers/templates/`` hold *the text*. Each
+step is a partial, ``steps/<name>.sh.j2``, whose body is the shell commands and whose top-level ``title`` and
+``files`` say what the step is and what it copies from the build context; its environment is :func:`step_env`'s.
+The two format templates place the steps: one ``RUN`` per step in the Dockerfile (so each is a cached layer,
+least-changing first), one ``%post`` in the definition file.
 """
 
 from __future__ import annotations
@@ -21,21 +21,32 @@ from hpcai_tf import __version__
 from hpcai_tf.catalog import Site
 from hpcai_tf.files import display_path, write_atomic
 from hpcai_tf.errors import KitError
-from hpcai_tf.paths import CONSTRAINTS_DIR, IMAGES_DIR, KIT_ROOT, PATCHES_DIR, RECIPES_DIR, TEMPLATES_DIR
+from hpcai_tf.paths import (
+    CONSTRAINTS_DIR,
+    IMAGES_DIR,
+    KIT_ROOT,
+    PATCHES_DIR,
+    RECIPES_DIR,
+    REQUIREMENTS_DIR,
+    TEMPLATES_DIR,
+)
+from hpcai_tf.recipes import image_labels as label
+from hpcai_tf.recipes.package_managers import APT, package_manager
+from hpcai_tf.train.image_contract import IMAGE_PATHS, PROVENANCE_VARIABLE, SITE_VARIABLE, STACK_PACKAGES
 from hpcai_tf.recipes.horovod_build import horovod_build_env, site_wheel_name
 
 FORMATS = {"docker": "Dockerfile", "singularity": "Singularity.def"}
 """Recipe format -> file name under ``recipes/<site>/`` (the template adds ``.j2``)."""
 PROVENANCE = "provenance.json"
 OPEN_CE_CHANNEL = "https://ftp.osuosl.org/pub/open-ce/{release}/"
-KEPT_CONSTRAINTS = "/opt/hpcai/constraints.txt"
-"""Where a pip site's image keeps its constraints at run time; derived images install under them too."""
-IMAGE_OPTIONS_DIR = "/opt/hpcai-build/options"
-"""Where the build context's ``build/options/`` lands in the image (the templates source ``options.sh`` from there).
-Not under /tmp: Apptainer binds the host's /tmp over the image's during %post, which would hide what %files put
-there."""
-IMAGE_CONSTRAINTS_DIR = "/opt/hpcai-build/constraints"
-"""Where the build context's ``constraints/`` lands in the image; every pip install of the stack reads it."""
+IMAGE_OPTIONS_DIR = IMAGE_PATHS.options
+""":attr:`ImagePaths.options <hpcai_tf.train.image_contract.ImagePaths.options>`, under the name the build context
+(:mod:`hpcai_tf.image.context`) imports."""
+CUDNN_APT_PACKAGES = {"8": ("libcudnn8", "libcudnn8-dev")}
+"""cuDNN major release -> its runtime and development packages in NVIDIA's apt repository."""
+NCCL_APT_PACKAGES = ("libnccl2", "libnccl-dev")
+MPI_APT_PACKAGES = ("openmpi-bin", "libopenmpi-dev")
+"""The distribution's Open MPI (``mpi.image_source = "apt"``)."""
 
 
 @dataclass(frozen=True)
@@ -49,20 +60,28 @@ class Step:
     files: list[tuple[str, str]] = field(default_factory=list)
 
 
-def template_environment() -> jinja2.Environment:
-    """The Jinja environment over containers/templates/: strict about undefined names."""
+def jinja_environment(directory: Path, trim_blocks: bool = False) -> jinja2.Environment:
+    """The kit's Jinja environment over ``directory``: strict about undefined names, the final newline kept, no
+    escaping (the output is shell, recipes and Markdown); ``trim_blocks`` also strips the lines of block tags."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        loader=jinja2.FileSystemLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        trim_blocks=trim_blocks,
+        lstrip_blocks=trim_blocks,
         autoescape=False,
     )
+
+
+def template_environment() -> jinja2.Environment:
+    """The Jinja environment over containers/templates/."""
+    return jinja_environment(TEMPLATES_DIR)
 
 
 def bootstrap_pins() -> dict[str, str]:
     """pip, setuptools and wheel pins shared by the host venv and every image (requirements/bootstrap.txt)."""
     pins = {}
-    for line in (KIT_ROOT / "requirements" / "bootstrap.txt").read_text().splitlines():
+    for line in (REQUIREMENTS_DIR / "bootstrap.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             name, version = line.split("==")
             pins[name] = version
@@ -83,7 +102,7 @@ def step_names(site: Site) -> list[str]:
 
 def os_packages(site: Site) -> list[str]:
     """Distribution packages the image installs first."""
-    if site.base.os in ("debian", "ubuntu"):
+    if package_manager(site) is APT:
         packages = [
             "ca-certificates",
             "curl",
@@ -104,81 +123,128 @@ def os_packages(site: Site) -> list[str]:
     return sorted(packages)
 
 
+def stack_pins(site: Site) -> dict[str, str]:
+    """The pins of the stack's Python packages (:data:`~hpcai_tf.train.image_contract.STACK_PACKAGES`): name ->
+    version."""
+    return {name: getattr(site.stack, name) for name in STACK_PACKAGES}
+
+
+def distribution(site: Site, name: str) -> str:
+    """The distribution that installs the stack package ``name``: TensorFlow's is ``stack.tensorflow_package``."""
+    return site.stack.tensorflow_package if name == "tensorflow" else name
+
+
+def stack_requirements(site: Site) -> list[str]:
+    """``NAME==VERSION`` of each of the stack's Python packages, Horovod included."""
+    return [f"{distribution(site, name)}=={version}" for name, version in stack_pins(site).items()]
+
+
 def pip_packages(site: Site) -> list[str]:
-    """The pinned PyPI packages of a pip-channel image (Horovod aside)."""
+    """The pinned PyPI packages of a pip-channel image (Horovod aside: it builds in its own step)."""
+    pins = {name: version for name, version in stack_pins(site).items() if name != "horovod"}
+    return [*(f"{distribution(site, name)}=={version}" for name, version in pins.items()), *site.stack.extra_pip]
+
+
+def native_pins(site: Site) -> dict[str, str]:
+    """The pins of what the stack's Python packages run on: Python, CUDA, cuDNN, NCCL, the image's MPI."""
     stack = site.stack
-    packages = [
-        f"{stack.tensorflow_package}=={stack.tensorflow}",
-        f"numpy=={stack.numpy}",
-        f"mpi4py=={stack.mpi4py}",
-        f"h5py=={stack.h5py}",
-        *stack.extra_pip,
-    ]
-    return packages
+    return {
+        "python": stack.python,
+        "cuda": stack.cuda,
+        "cudnn": stack.cudnn,
+        "nccl": stack.nccl,
+        "mpi": site.mpi.image_version,
+    }
+
+
+CONDA_NAMES = {"cuda": "cudatoolkit", "mpi": "openmpi"}
+"""A pin's conda package where it is not the pin's name."""
 
 
 def conda_packages(site: Site) -> list[str]:
-    """The pinned conda packages of an Open-CE image."""
+    """The pinned conda packages of an Open-CE image: what the stack runs on, then its Python packages (the order of
+    the labels; conda solves them together)."""
+    pins = {**native_pins(site), **stack_pins(site)}
+    return [f"{CONDA_NAMES.get(name, name)}={version}" for name, version in pins.items()]
+
+
+def cuda_series(site: Site) -> str:
+    """The CUDA release as ``major.minor``, as NVIDIA's package versions carry it."""
+    return ".".join(site.stack.cuda.split(".")[:2])
+
+
+def cuda_packages(site: Site) -> list[str]:
+    """cuDNN and NCCL from NVIDIA's apt repository, pinned to the site's releases built for its CUDA."""
     stack = site.stack
-    return [
-        f"python={stack.python}",
-        f"tensorflow={stack.tensorflow}",
-        f"horovod={stack.horovod}",
-        f"cudatoolkit={stack.cuda}",
-        f"cudnn={stack.cudnn}",
-        f"nccl={stack.nccl}",
-        f"openmpi={site.mpi.image_version}",
-        f"numpy={stack.numpy}",
-        f"mpi4py={stack.mpi4py}",
-        f"h5py={stack.h5py}",
+    names = CUDNN_APT_PACKAGES.get(stack.cudnn.split(".")[0])
+    if names is None:
+        raise KitError(
+            f"site {site.id}: stack.cudnn: {stack.cudnn}: the kit knows NVIDIA's apt packages of cuDNN "
+            f"{', '.join(CUDNN_APT_PACKAGES)} only (CUDNN_APT_PACKAGES in hpcai_tf/recipes/render.py)"
+        )
+    suffix = f"-1+cuda{cuda_series(site)}"
+    return [f"{name}={stack.cudnn}{suffix}" for name in names] + [
+        f"{name}={stack.nccl}{suffix}" for name in NCCL_APT_PACKAGES
     ]
 
 
 def labels(site: Site) -> list[tuple[str, str]]:
     """OCI labels (Docker) and ``%labels`` (Singularity): the site, the kit and every pin."""
     stack = site.stack
-    pins = {
-        "python": stack.python,
-        "cuda": stack.cuda,
-        "cudnn": stack.cudnn,
-        "nccl": stack.nccl,
-        "mpi": f"openmpi-{site.mpi.image_version}",
-        "tensorflow": f"{stack.tensorflow_package}-{stack.tensorflow}",
-        "horovod": stack.horovod,
-        "numpy": stack.numpy,
-        "mpi4py": stack.mpi4py,
-        "h5py": stack.h5py,
-    }
+    pins = {**native_pins(site), **stack_pins(site)}
+    pins["mpi"] = f"openmpi-{pins['mpi']}"
+    pins["tensorflow"] = f"{stack.tensorflow_package}-{stack.tensorflow}"
     result = [
-        ("org.opencontainers.image.title", f"hpcai-{site.id}"),
-        ("org.opencontainers.image.description", f"hpcai base image for {site.name} ({site.center})"),
-        ("org.opencontainers.image.version", __version__),
-        ("org.opencontainers.image.base.name", site.base.ref),
-        ("org.hpcai.site", site.id),
-        ("org.hpcai.arch", site.arch),
-        ("org.hpcai.channel", stack.channel + (f"-{stack.open_ce}" if stack.open_ce else "")),
-        ("org.hpcai.host-mpi", f"{site.mpi.flavour}-{site.mpi.host_version} {site.mpi.model} {site.mpi.pmi}"),
-        ("org.hpcai.horovod-patches", ",".join(stack.horovod_patches) or "none"),
+        (label.OCI_TITLE, f"hpcai-{site.id}"),
+        (label.OCI_DESCRIPTION, f"hpcai base image for {site.name} ({site.center})"),
+        (label.OCI_VERSION, __version__),
+        (label.OCI_BASE_NAME, site.base.ref),
+        (label.SITE_LABEL, site.id),
+        (label.ARCH_LABEL, site.arch),
+        (label.CHANNEL_LABEL, stack.channel + (f"-{stack.open_ce}" if stack.open_ce else "")),
+        (label.HOST_MPI_LABEL, f"{site.mpi.flavour}-{site.mpi.host_version} {site.mpi.model} {site.mpi.pmi}"),
+        (label.HOROVOD_PATCHES_LABEL, ",".join(stack.horovod_patches) or "none"),
     ]
-    result += [(f"org.hpcai.pin.{name}", value) for name, value in pins.items()]
+    result += [(f"{label.PIN_PREFIX}{name}", value) for name, value in pins.items()]
     return result
+
+
+def step_env(site: Site, name: str) -> dict[str, str]:
+    """The environment a build step sets, for itself, the later steps and the image's run time."""
+    venv = IMAGE_PATHS.venv
+    if name == "python-pip":
+        env = {"PATH": f"{venv}/bin:$PATH", "VIRTUAL_ENV": venv}
+        if site.stack.keras == "tf-keras":  # tf.keras must be tf-keras (Keras 2) for Horovod's Keras API
+            env["TF_USE_LEGACY_KERAS"] = "1"
+        return env
+    if name == "python-conda":
+        return {"PATH": f"{venv}/bin:$PATH", "CONDA_PREFIX": venv}
+    if name == "kit":
+        return {SITE_VARIABLE: site.id, PROVENANCE_VARIABLE: IMAGE_PATHS.provenance}
+    return {}
 
 
 def context(site: Site) -> dict[str, object]:
     """Everything the step partials read, decided once here."""
     pins = bootstrap_pins()
+    manager = package_manager(site)
+    steps = step_names(site)
     return {
         "site": site,
+        "paths": IMAGE_PATHS,
         "kit_version": __version__,
-        "os_packages": os_packages(site),
+        "os_install": manager.install_commands(os_packages(site)),
+        "cuda_install": manager.install_commands(cuda_packages(site), change_held=True) if "cuda-libs" in steps else [],
+        "mpi_install": manager.install_commands(MPI_APT_PACKAGES),
+        "stack_pins": stack_pins(site),
         "pip_packages": pip_packages(site),
         "conda_packages": conda_packages(site) if site.stack.channel == "open-ce" else [],
         "open_ce_channel": OPEN_CE_CHANNEL.format(release=site.stack.open_ce),
         "horovod_build_env": horovod_build_env(site),
         "horovod_wheel": site_wheel_name(site),
-        "constraints": f"{IMAGE_CONSTRAINTS_DIR}/{site.id}.txt" if site.stack.channel == "pip" else None,
-        "kept_constraints": KEPT_CONSTRAINTS,
-        "cuda_series": ".".join(site.stack.cuda.split(".")[:2]),
+        "constraints": f"{IMAGE_PATHS.constraints}/{site.id}.txt" if site.stack.channel == "pip" else None,
+        "kept_constraints": IMAGE_PATHS.kept_constraints,
+        "cuda_series": cuda_series(site),
         "mpi_series": ".".join(site.mpi.image_version.split(".")[:2]),
         "pip_version": pins["pip"],
         "setuptools_version": pins["setuptools"],
@@ -209,12 +275,14 @@ def render_steps(site: Site) -> list[Step]:
     steps = []
     for name in step_names(site):
         module = env.get_template(f"steps/{name}.sh.j2").make_module(vars=ctx)
+        if getattr(module, "env", None):
+            raise KitError(f"containers/templates/steps/{name}.sh.j2: sets env; a step's environment is step_env's")
         steps.append(
             Step(
                 name=name,
                 title=str(module.title),
                 commands=_logical_commands(str(module)),
-                env=dict(module.env),
+                env=step_env(site, name),
                 files=[tuple(f) for f in module.files],
             )
         )
@@ -235,7 +303,9 @@ def render_recipe(site: Site, fmt: str) -> str:
         raise KitError(f"unknown recipe format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     steps = render_steps(site)
     template = template_environment().get_template(f"{FORMATS[fmt]}.j2")
-    return template.render(site=site, steps=steps, labels=labels(site), runtime_env=runtime_env(steps))
+    return template.render(
+        site=site, paths=IMAGE_PATHS, steps=steps, labels=labels(site), runtime_env=runtime_env(steps)
+    )
 
 
 def constraints_path(site: Site) -> Path:
@@ -256,7 +326,7 @@ def constraints_file(site: Site) -> Path | None:
 
 
 def render_provenance(site: Site) -> str:
-    """``/opt/hpcai/provenance.json`` of the image: site, kit version, labels, the MPI model and the constraints."""
+    """The image's provenance record (``ImagePaths.provenance``): site, kit version, labels, the MPI model and the constraints."""
     path = constraints_file(site)
     constraints = path and {
         "file": path.relative_to(KIT_ROOT).as_posix(),

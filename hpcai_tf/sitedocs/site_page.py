@@ -7,12 +7,12 @@ on the kit's reference machine is :func:`hpcai_tf.image.host.build_blockers`, th
 
 from __future__ import annotations
 
-import jinja2
-
 from hpcai_tf.catalog import NodeType, Site
 from hpcai_tf.image.host import REFERENCE_HOST, build_blockers
 from hpcai_tf.paths import DOCS_DIR
-from hpcai_tf.recipes.render import image_tag, render_steps, sif_name
+from hpcai_tf.recipes.image_labels import PIN_PREFIX
+from hpcai_tf.recipes.render import image_tag, jinja_environment, native_pins, render_steps, sif_name, stack_pins
+from hpcai_tf.train.image_contract import IMAGE_PATHS
 
 LAUNCH_NOTES = {
     "mpirun": "The job script starts the ranks with the host's `mpirun`, one per {unit}, each running "
@@ -39,14 +39,13 @@ def site_page(site: Site) -> str:
         host_mpi=f"{site.mpi.flavour} {site.mpi.host_version}",
         pmi=site.mpi.pmi,
     )
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(DOCS_DIR / "templates")),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
     blockers = build_blockers(site, REFERENCE_HOST)
-    return env.get_template("site.md.j2").render(
+    template = jinja_environment(DOCS_DIR / "templates").get_template("site.md.j2")
+    return template.render(
         site=site,
+        pins=pins_text(site),
+        pin_prefix=PIN_PREFIX,
+        kit_dir=IMAGE_PATHS.kit,
         steps=render_steps(site),
         tag=image_tag(site),
         sif=sif_name(site),
@@ -55,6 +54,30 @@ def site_page(site: Site) -> str:
         launch_notes=notes,
         scale_counts=",".join(str(n) for n in example_counts(node)),
     )
+
+
+PIN_TITLES = {
+    "python": "Python",
+    "cuda": "CUDA",
+    "cudnn": "cuDNN",
+    "nccl": "NCCL",
+    "horovod": "Horovod",
+    "numpy": "NumPy",
+}
+"""How the page names a pin, where not by its name."""
+
+
+def pins_text(site: Site) -> list[str]:
+    """Each pin of the image as the page says it: what the stack runs on, then its Python packages."""
+    stack = site.stack
+    texts = {name: f"{PIN_TITLES.get(name, name)} {version}" for name, version in native_pins(site).items()}
+    texts["mpi"] = f"Open MPI {site.mpi.image_version} in the image"
+    for name, version in stack_pins(site).items():
+        texts[name] = f"{PIN_TITLES.get(name, name)} {version}"
+    texts["tensorflow"] = f"{stack.tensorflow_package} {stack.tensorflow}"
+    if stack.horovod_patches:
+        texts["horovod"] += f" with patches {', '.join(stack.horovod_patches)}"
+    return list(texts.values())
 
 
 def example_counts(node: NodeType) -> list[int]:

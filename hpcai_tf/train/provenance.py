@@ -12,8 +12,9 @@ from typing import Any
 
 from hpcai_tf import __version__
 from hpcai_tf.errors import KitError
+from hpcai_tf.train.image_contract import IMAGE_PATHS, PROVENANCE_VARIABLE, SITE_VARIABLE
 
-DEFAULT_PROVENANCE_PATH = "/opt/hpcai/provenance.json"
+DEFAULT_PROVENANCE_PATH = IMAGE_PATHS.provenance
 ENV_PREFIXES = ("HOROVOD_", "NCCL_", "OMPI_MCA_")
 
 
@@ -24,15 +25,15 @@ def now_iso() -> str:
 def image_provenance(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """The image's ``provenance.json`` (path from ``HPCAI_PROVENANCE``), or None outside an image."""
     env = os.environ if env is None else env
-    path = Path(env.get("HPCAI_PROVENANCE", DEFAULT_PROVENANCE_PATH))
+    path = Path(env.get(PROVENANCE_VARIABLE, DEFAULT_PROVENANCE_PATH))
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise KitError(f"{path} (HPCAI_PROVENANCE): not readable JSON ({err})") from None
+        raise KitError(f"{path} ({PROVENANCE_VARIABLE}): not readable JSON ({err})") from None
     if not isinstance(data, dict):
-        raise KitError(f"{path} (HPCAI_PROVENANCE): expected a JSON object")
+        raise KitError(f"{path} ({PROVENANCE_VARIABLE}): expected a JSON object")
     return data
 
 
@@ -101,7 +102,7 @@ def provenance_record(
         },
         "env": distributed_env(),
         "image": image_provenance(),
-        "site": os.environ.get("HPCAI_SITE"),
+        "site": os.environ.get(SITE_VARIABLE),
         "hostnames": hostnames,
         "launcher": launcher,
         "data": dict(data),

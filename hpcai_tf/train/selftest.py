@@ -1,12 +1,12 @@
 """The in-image half of ``hpcai verify``: ``python -m hpcai_tf.train.selftest CHECK`` inside a built image.
 
 It imports nothing from the host side of the kit (catalog, recipes, build, launch): only the standard
-library, NumPy, TensorFlow and Horovod, and the image's own ``/opt/hpcai/provenance.json``
-(``$HPCAI_PROVENANCE``). Each process prints one line ``HPCAI-SELFTEST {json}`` per check, with
-``"ok"``, and exits non-zero when its check failed; the host parses those lines.
+library, the stack's packages and :mod:`hpcai_tf.train.image_contract`, and reads the image's own provenance file
+(``$HPCAI_PROVENANCE``). Each process prints one line ``HPCAI-SELFTEST {json}`` per check, with ``"ok"``, and
+exits non-zero when its check failed; the host parses those lines.
 
 Checks:
-  versions   TensorFlow, Horovod, NumPy, mpi4py, h5py and Python answer with the image's pins.
+  versions   Python and each package of the stack answer with the image's pins.
   allreduce  under mpirun: Horovod's allreduce of (rank + 1) sums to size(size + 1)/2 on every rank,
              and a broadcast from rank 0 reaches every rank.
   train      under mpirun: a tiny Keras model trains with Horovod's DistributedOptimizer; the loss
@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import platform
 import sys
 from importlib import metadata
 
+from hpcai_tf.train.image_contract import IMAGE_PATHS, PROVENANCE_VARIABLE, STACK_PACKAGES
+
 MARK = "HPCAI-SELFTEST"
-PROVENANCE = "/opt/hpcai/provenance.json"
 
 
 def emit(record: dict) -> None:
@@ -36,7 +38,7 @@ def emit(record: dict) -> None:
 
 
 def _pinned_stack() -> dict:
-    path = os.environ.get("HPCAI_PROVENANCE", PROVENANCE)
+    path = os.environ.get(PROVENANCE_VARIABLE, IMAGE_PATHS.provenance)
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)["stack"]
 
@@ -48,25 +50,13 @@ def _matches(got: str, want: str) -> bool:
 
 def check_versions() -> bool:
     """The stack inside the image answers with the pins in its provenance."""
-    import h5py
-    import horovod
-    import mpi4py
-    import numpy
-    import tensorflow as tf
-
     stack = _pinned_stack()
-    got = {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "tensorflow_package": metadata.version(stack["tensorflow_package"]),
-        "horovod": horovod.__version__,
-        "numpy": numpy.__version__,
-        "mpi4py": mpi4py.__version__,
-        "h5py": h5py.__version__,
-    }
+    got = {"python": platform.python_version()}
+    got |= {name: importlib.import_module(name).__version__ for name in STACK_PACKAGES}
+    got["tensorflow_package"] = metadata.version(stack["tensorflow_package"])
     want = {name: stack["tensorflow" if name == "tensorflow_package" else name] for name in got}
     wrong = sorted(name for name in got if not _matches(got[name], want[name]))
-    keras = keras_api(tf)
+    keras = keras_api(importlib.import_module("tensorflow"))
     if keras != expected_keras_api(stack):
         wrong.append("keras")
     got["keras"], want["keras"] = keras, expected_keras_api(stack)

@@ -29,7 +29,8 @@ LABEL org.opencontainers.image.title="mykit" \\
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-RUN apt-get update \\
+RUN export DEBIAN_FRONTEND=noninteractive \\
+ && apt-get update \\
  && apt-get install -y --no-install-recommends less \\
  && rm -rf /var/lib/apt/lists/*
 
@@ -67,6 +68,7 @@ From: {sif_path(site)}
     export TF_USE_LEGACY_KERAS="1"
     export HPCAI_SITE="local"
     export HPCAI_PROVENANCE="/opt/hpcai/provenance.json"
+    export DEBIAN_FRONTEND=noninteractive
     apt-get update
     apt-get install -y --no-install-recommends less
     rm -rf /var/lib/apt/lists/*

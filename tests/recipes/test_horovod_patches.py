@@ -19,7 +19,7 @@ PATCHES = ["horovod-0.28.1-no-xla-ops", "horovod-0.28.1-tf-keras-backend"]
 
 @pytest.fixture
 def tf221_catalog(tmp_path: Path) -> Path:
-    """A private copy of the local site, which pins TensorFlow 2.21.0 with tf-keras and the two Horovod patches."""
+    """A private copy of the local site, which pins TensorFlow 2.21.0 (the current stack of docs/compatibility.md)."""
     sites = tmp_path / "sites"
     sites.mkdir()
     text = (SITES_DIR / "local.toml").read_text()

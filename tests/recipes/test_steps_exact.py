@@ -151,12 +151,12 @@ RUN . /opt/hpcai-build/options/options.sh \
  && curl -fsSL -o /tmp/miniforge.sh https://github.com/conda-forge/miniforge/releases/download/24.3.0-0/Miniforge3-24.3.0-0-Linux-ppc64le.sh \
  && bash /tmp/miniforge.sh -b -p /opt/hpcai/conda \
  && rm -f /tmp/miniforge.sh \
- && /opt/hpcai/conda/bin/conda create --yes --prefix /opt/hpcai/venv --override-channels --channel https://ftp.osuosl.org/pub/open-ce/1.10.0/ --channel conda-forge python=3.10 tensorflow=2.13.0 horovod=0.28.0 cudatoolkit=11.8.0 cudnn=8.9.2 nccl=2.18.3 openmpi=4.1.5 numpy=1.23.5 mpi4py=3.1.4 h5py=3.9.0 \
+ && /opt/hpcai/conda/bin/conda create --yes --prefix /opt/hpcai/venv --override-channels --channel https://ftp.osuosl.org/pub/open-ce/1.10.0/ --channel conda-forge python=3.10 cudatoolkit=11.8.0 cudnn=8.9.2 nccl=2.18.3 openmpi=4.1.5 tensorflow=2.13.0 horovod=0.28.0 numpy=1.23.5 mpi4py=3.1.4 h5py=3.9.0 \
  && /opt/hpcai/venv/bin/pip install --no-cache-dir tomli==2.2.1 \
  && /opt/hpcai/conda/bin/conda clean --all --yes
 
 # Check the pinned stack
-RUN python -c 'import sys, tensorflow as tf, horovod, numpy; want = ("2.13.0", "0.28.0", "1.23.5"); got = (tf.__version__, horovod.__version__, numpy.__version__); sys.exit(0 if got == want else "stack mismatch: got %s, pinned %s" % (got, want))' \
+RUN python -c 'import importlib, sys; want = {"h5py": "3.9.0", "horovod": "0.28.0", "mpi4py": "3.1.4", "numpy": "1.23.5", "tensorflow": "2.13.0"}; got = {name: importlib.import_module(name).__version__ for name in want}; sys.exit(0 if got == want else "stack mismatch: got %s, pinned %s" % (got, want))' \
  && horovodrun --check-build
 
 # hpcai 0.1.0 and provenance under /opt/hpcai
@@ -199,12 +199,12 @@ SUMMIT_POST = r'''%environment
     curl -fsSL -o /tmp/miniforge.sh https://github.com/conda-forge/miniforge/releases/download/24.3.0-0/Miniforge3-24.3.0-0-Linux-ppc64le.sh
     bash /tmp/miniforge.sh -b -p /opt/hpcai/conda
     rm -f /tmp/miniforge.sh
-    /opt/hpcai/conda/bin/conda create --yes --prefix /opt/hpcai/venv --override-channels --channel https://ftp.osuosl.org/pub/open-ce/1.10.0/ --channel conda-forge python=3.10 tensorflow=2.13.0 horovod=0.28.0 cudatoolkit=11.8.0 cudnn=8.9.2 nccl=2.18.3 openmpi=4.1.5 numpy=1.23.5 mpi4py=3.1.4 h5py=3.9.0
+    /opt/hpcai/conda/bin/conda create --yes --prefix /opt/hpcai/venv --override-channels --channel https://ftp.osuosl.org/pub/open-ce/1.10.0/ --channel conda-forge python=3.10 cudatoolkit=11.8.0 cudnn=8.9.2 nccl=2.18.3 openmpi=4.1.5 tensorflow=2.13.0 horovod=0.28.0 numpy=1.23.5 mpi4py=3.1.4 h5py=3.9.0
     /opt/hpcai/venv/bin/pip install --no-cache-dir tomli==2.2.1
     /opt/hpcai/conda/bin/conda clean --all --yes
 
     # Check the pinned stack
-    python -c 'import sys, tensorflow as tf, horovod, numpy; want = ("2.13.0", "0.28.0", "1.23.5"); got = (tf.__version__, horovod.__version__, numpy.__version__); sys.exit(0 if got == want else "stack mismatch: got %s, pinned %s" % (got, want))'
+    python -c 'import importlib, sys; want = {"h5py": "3.9.0", "horovod": "0.28.0", "mpi4py": "3.1.4", "numpy": "1.23.5", "tensorflow": "2.13.0"}; got = {name: importlib.import_module(name).__version__ for name in want}; sys.exit(0 if got == want else "stack mismatch: got %s, pinned %s" % (got, want))'
     horovodrun --check-build
 
     # hpcai 0.1.0 and provenance under /opt/hpcai

@@ -1,0 +1,54 @@
+"""What every image of the kit holds and where: the recipes write it on the host, the code inside the image reads it.
+
+The stack's Python packages, the in-image paths and the environment variables an image sets are defined here once.
+The module is pure data and imports nothing, so that the host side (recipes, image, sitedocs) may import exactly this
+module of ``train/`` (``tests/test_import_layers.py``) while the self-test and provenance read it inside the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STACK_PACKAGES = ("tensorflow", "horovod", "numpy", "mpi4py", "h5py")
+"""The Python packages of every image's stack, in the order the recipes name them. Each is pinned by the catalog's
+``stack`` field of the same name, imported under that name, and its ``__version__`` answers with the pin. TensorFlow's
+distribution is ``stack.tensorflow_package`` (``tensorflow`` or ``tensorflow-cpu``); the others' is their name."""
+
+
+@dataclass(frozen=True)
+class ImagePaths:
+    """Where things are inside an image; the templates read these as ``paths.<name>``."""
+
+    kit: str = "/opt/hpcai"
+    """What stays at run time: the venv, the recipe, the provenance, the package list."""
+    venv: str = "/opt/hpcai/venv"
+    """The stack's Python environment (a venv on pip sites, a conda env on conda sites)."""
+    conda: str = "/opt/hpcai/conda"
+    """The conda installation of a conda site."""
+    kit_source: str = "/opt/hpcai/src"
+    """The kit's source, installed into the venv by the last step."""
+    recipe: str = "/opt/hpcai/recipe"
+    """The image's own rendered recipe (Dockerfile, Singularity.def, provenance.json)."""
+    provenance: str = "/opt/hpcai/provenance.json"
+    """The image's provenance record (``$HPCAI_PROVENANCE``)."""
+    packages: str = "/opt/hpcai/packages.txt"
+    """``pip freeze --all`` of the built image."""
+    kept_constraints: str = "/opt/hpcai/constraints.txt"
+    """A pip site's constraints, kept at run time; derived images install under them too."""
+    derived: str = "/opt/hpcai/derived"
+    """What a derived image adds: its constraints and its package list."""
+    build_only: str = "/opt/hpcai-build"
+    """Build-only inputs, removed by the last step so that nothing refers to them at run time."""
+    options: str = "/opt/hpcai-build/options"
+    """Where the build context's ``build/options/`` lands (``options.sh``: CA bundle, mirrors). Not under /tmp:
+    Apptainer binds the host's /tmp over the image's during %post, which would hide what %files put there."""
+    constraints: str = "/opt/hpcai-build/constraints"
+    """Where the build context's ``constraints/`` lands; every pip install of the stack reads it."""
+
+
+IMAGE_PATHS = ImagePaths()
+
+PROVENANCE_VARIABLE = "HPCAI_PROVENANCE"
+"""Names the provenance file; images set it to :attr:`ImagePaths.provenance`."""
+SITE_VARIABLE = "HPCAI_SITE"
+"""Names the site an image (or a host run) belongs to."""
