@@ -207,13 +207,13 @@ def default_root() -> Path:
     return Path(tempfile.mkdtemp(prefix="hpcai-cluster-", dir="/var/tmp"))
 
 
-def check_root(root: Path) -> Path:
+def check_root(root: Path, what: str = "cluster directory") -> Path:
     """``root`` as an absolute path, refused under a directory that each node replaces with its own."""
     root = Path(os.path.abspath(root))
     for private in PRIVATE_DIRS:
         if root == Path(private) or Path(private) in root.parents:
             raise KitError(
-                f"cluster directory {root}: under {private}, which each emulated node replaces with its own; "
+                f"{what}: {root} is under {private}, which each emulated node replaces with its own; "
                 "expected a directory elsewhere (e.g. under /var/tmp)"
             )
     return root
@@ -253,9 +253,19 @@ class EmulatedCluster:
         """Each daemon's PID, by name (``munged``, ``slurmctld``, ``slurmd:<node>``)."""
         return {name: process.pid for name, process in self.processes.items()}
 
-    def run(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        """A Slurm command against this cluster."""
-        return subprocess.run(list(argv), env=self.env, capture_output=True, text=True, check=check, timeout=timeout)
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 60, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        """A Slurm command against this cluster (from ``cwd``, default the shared directory)."""
+        return subprocess.run(
+            list(argv),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            cwd=cwd or (self.shared if self.shared.is_dir() else None),
+        )
 
     def log(self, name: str) -> str:
         """A daemon's log (``slurmctld``, ``slurmd-<node>``, ``munged``), or empty."""
