@@ -109,7 +109,7 @@ def _rehearse(args: argparse.Namespace) -> int:
 def run_rehearsal(cluster, script_text: str, workload: str, timeout: float) -> int:
     """Submit, wait (noticing a lost node), then report; the exit status of ``hpcai rehearse``."""
     from hpcai_tf.files import write_atomic
-    from hpcai_tf.launch.job_state import query_state
+    from hpcai_tf.launch.job_state import query_state, scontrol_fields
     from hpcai_tf.launch.schedulers import SLURM
 
     shared = cluster.shared
@@ -128,7 +128,11 @@ def run_rehearsal(cluster, script_text: str, workload: str, timeout: float) -> i
     state = query_state("slurm", job_id, cluster.env)
     while not state.ended("slurm"):
         if time.monotonic() - started > timeout:
-            raise KitError(f"rehearse: job {job_id} not ended after {timeout:.0f} s (--timeout); last {state.state}")
+            fields = scontrol_fields(cluster.run("scontrol", "show", "job", "-o", job_id, check=False).stdout)
+            raise KitError(
+                f"rehearse: job {job_id} not ended after {timeout:.0f} s (--timeout); last {state.state} "
+                f"(reason {fields.get('Reason', 'unknown')}); logs under {cluster.root / 'log'}"
+            )
         lost = lost or cluster.lost_nodes()
         time.sleep(POLL_S)
         state = query_state("slurm", job_id, cluster.env)

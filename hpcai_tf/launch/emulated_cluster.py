@@ -2,7 +2,8 @@
 
 N nodes (default 2), each one ``slurmd`` in its own UTS and mount namespaces (``unshare --uts --mount``): its own
 hostname, its own ``/tmp`` and ``/dev/shm`` (tmpfs), as a real node has; one ``slurmctld`` and one ``munged``.
-Every node listens on ``NodeAddr=127.0.0.1`` with its own ``Port=``; spool, pid and log files carry ``%n``. A
+Every node listens on ``NodeAddr=127.0.0.1`` with its own ``Port=``; spool (in the node's own ``/tmp``), pid and
+log files carry ``%n``. A
 directory ``shared/`` under the cluster's root stands for the site's shared filesystem: the nodes see the
 host's filesystem, so it is shared as a parallel filesystem would be. The root must not lie under ``/tmp`` or
 ``/dev/shm``, which each node replaces with its own.
@@ -45,6 +46,11 @@ LOOPBACK_ENV = {"OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_oob_tcp_if_includ
 """Open MPI between the nodes on loopback only (it leaves loopback out by default)."""
 SHARED_NODE_ENV = {"OMPI_MCA_mpi_yield_when_idle": "1"}
 """Ranks on shared cores yield when idle."""
+
+NODE_SPOOL = "/tmp/slurmd-%n"
+"""Each node's spool directory, in its private ``/tmp`` (a real node's local disk)."""
+SOCKET_PATH_MAX = 107
+"""Bytes in a Unix socket path (``sun_path`` holds 108 with its terminating NUL)."""
 
 _NODE_SCRIPT = (
     'hostname "$1" && mount -t tmpfs -o mode=1777 tmpfs /tmp && mount -t tmpfs -o mode=1777 tmpfs /dev/shm '
@@ -146,7 +152,8 @@ def slurm_conf_lines(shape: ClusterShape, root: Path) -> tuple[list[str], list[s
         "CredType=cred/munge",
         f"AuthInfo=socket={munge_socket},cred_expire=10",
         f"StateSaveLocation={root / 'state'}",
-        f"SlurmdSpoolDir={root / 'spool' / '%n'}",
+        # In the node's own /tmp: its job steps' sockets there stay under the 108-byte limit of a socket path.
+        f"SlurmdSpoolDir={NODE_SPOOL}",
         f"SlurmctldPidFile={root / 'run' / 'slurmctld.pid'}",
         f"SlurmdPidFile={root / 'run' / 'slurmd-%n.pid'}",
         f"SlurmctldLogFile={root / 'log' / 'slurmctld.log'}",
@@ -216,6 +223,12 @@ def check_root(root: Path, what: str = "cluster directory") -> Path:
                 f"{what}: {root} is under {private}, which each emulated node replaces with its own; "
                 "expected a directory elsewhere (e.g. under /var/tmp)"
             )
+    socket_path = root / "munge" / "munge.sock"
+    if len(os.fsencode(socket_path)) > SOCKET_PATH_MAX:
+        raise KitError(
+            f"{what}: {root} is too long for munged's socket {socket_path} (at most {SOCKET_PATH_MAX} bytes); "
+            "expected a shorter path"
+        )
     return root
 
 
@@ -331,10 +344,9 @@ class EmulatedCluster:
         missing = [tool for tool in TOOLS if shutil.which(tool) is None]
         if missing:
             raise KitError(f"emulated cluster: {', '.join(missing)} not on PATH; run scripts/install-system.sh")
-        for sub in ("munge", "state", "spool", "run", "log", "shared"):
+        for sub in ("munge", "state", "run", "log", "shared"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         for node in self.shape.nodes:
-            (self.root / "spool" / node.name).mkdir(exist_ok=True)
             if node.gres:
                 devices = stand_in_devices(self.root, node.name)
                 devices.mkdir(parents=True, exist_ok=True)

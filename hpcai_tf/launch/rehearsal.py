@@ -1,7 +1,8 @@
 """A site's job script with its stand-ins for the emulated cluster, and the swaps as a unified diff.
 
 The script a user would submit at the site is rendered by :func:`render_job_script` as ``hpcai launch`` renders
-it. What cannot run here is swapped for its stand-in by rendering the same request again with:
+it, with the site's container runtime (``--runtime none`` names the stand-in here, not the site's script). What
+cannot run here is swapped for its stand-in by rendering the same request again with:
 
 - ``--runtime none``: the ``hpcai`` beside this Python for the site's container line (the Apptainer variant,
   the local image on each node, is not built; docs/rehearse.md);
@@ -104,7 +105,7 @@ def classify(line: str) -> str | None:
 
 def rehearsal_script(request: LaunchRequest, shared: Path, host_hpcai: str | None = None) -> Rehearsal:
     """The site's script for ``request``, the one to submit here, and the swaps (a KitError if the site refuses)."""
-    site_script = render_job_script(request)
+    site_script = render_job_script(replace(request, runtime=None) if request.runtime == "none" else request)
     submitted = without_modules(render_job_script(rehearsal_request(request, shared, host_hpcai)))
     diff = unified_diff(site_script, submitted, request.site.id)
     changed = changed_lines(diff)

