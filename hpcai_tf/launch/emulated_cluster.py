@@ -294,30 +294,11 @@ class EmulatedCluster:
         process = self.processes.get(f"slurmd:{name}")
         if process is None or process.poll() is not None:
             return []
-        try:
-            own = os.readlink(f"/proc/{process.pid}/ns/uts")
-        except OSError:
-            return []
-        if own == os.readlink("/proc/self/ns/uts"):
-            return []  # not yet in its namespace
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if os.readlink(entry / "ns" / "uts") == own:
-                        found.append(int(entry.name))
-                except OSError:
-                    continue
-        return found
+        return namespace_processes(process.pid)
 
     def kill_node(self, name: str) -> list[int]:
         """A lost node: SIGKILL its slurmd and every process of its namespace; the PIDs killed."""
-        pids = self.node_processes(name)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        pids = kill_node_processes(self.processes[f"slurmd:{name}"].pid)
         self.processes[f"slurmd:{name}"].wait(timeout=10)
         return pids
 
@@ -424,6 +405,36 @@ class EmulatedCluster:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait(timeout=10)
+
+
+def namespace_processes(slurmd_pid: int) -> list[int]:
+    """PIDs of every process in the UTS namespace of an emulated node's ``slurmd`` (none if it is the host's)."""
+    try:
+        own = os.readlink(f"/proc/{slurmd_pid}/ns/uts")
+    except OSError:
+        return []
+    if own == os.readlink("/proc/self/ns/uts"):
+        return []  # not (yet) in a namespace of its own: never the host's processes
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "uts") == own:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def kill_node_processes(slurmd_pid: int) -> list[int]:
+    """Lose a node: SIGKILL every process of its namespace (its slurmd, job steps and ranks); the PIDs killed."""
+    pids = namespace_processes(slurmd_pid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from conftest import HPCAI, assert_refused, run_hpcai
 
 from hpcai_tf.catalog import load_site
+from hpcai_tf.launch.emulated_cluster import kill_node_processes
 from hpcai_tf.launch.job_script import LaunchRequest
 from hpcai_tf.launch.rehearsal import changed_lines, rehearsal_script
 from hpcai_tf.train.metrics_log import read_records
@@ -206,3 +208,41 @@ def test_two_node_rehearsal_one_rank_per_node_same_weights(rehearse_dir, site, l
     assert re.search(rf"^{expected_launcher} ", (cluster_dir / "shared" / "jobs" / "gw-rehearsal.sh").read_text(), re.M)
     pids = [int(p) for p in re.search(r"daemon pids (.*)", out)[1].replace("=", " ").split()[1::2]]
     assert len(pids) == 4 and not [pid for pid in pids if Path(f"/proc/{pid}").exists()], pids
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(400)
+def test_a_node_lost_mid_epoch_ends_the_job_within_60_s_naming_it(rehearse_dir):
+    """Bridges-AI, mpirun: node 2's slurmd and rank killed after the first epoch; non-zero within 60 s, one line."""
+    cluster_dir = rehearse_dir / "lost-node"
+    train = ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "40", "--no-tensorboard")
+    args = ("gw", "--site", "bridges-ai", "--nodes", "2", "--cluster-dir", str(cluster_dir), "--timeout", "300")
+    process = subprocess.Popen(
+        [*HPCAI, "rehearse", *args, "--", *train], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lost = "bridges-ai-apollo6500-2"
+    try:
+        metrics = cluster_dir / "shared" / "runs" / "gw-1" / "metrics.jsonl"
+        deadline = time.monotonic() + 240
+        while not (metrics.exists() and '"type": "epoch"' in metrics.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, "no epoch record"
+            time.sleep(0.5)
+        time.sleep(1)  # into the next epoch
+        killed = kill_node_processes(int((cluster_dir / "run" / f"slurmd-{lost}.pid").read_text()))
+        killed_at = time.monotonic()
+        out, err = process.communicate(timeout=120)
+        took = time.monotonic() - killed_at
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=90)
+    assert len(killed) >= 2, killed  # the slurmd and at least the rank
+    assert process.returncode == 1, out[-2000:] + err
+    assert err.count("\n") == 1 and err.startswith(f"hpcai: error: rehearse: node {lost} lost during job 1"), err
+    assert took < 60, f"the job took {took:.0f} s to end after the node was lost"
+    assert re.search(r"job 1: (FAILED|NODE_FAIL|CANCELLED)", out), out[-2000:]
+    log = (cluster_dir / "shared" / "runs" / "gw-1" / "job.log").read_text(errors="replace")
+    assert lost in log, log[-3000:]
+    ended = re.search(r"job 1: .*", out)[0]
+    print(f"lost node: {ended}; {took:.1f} s after the kill; {err.strip()}")
