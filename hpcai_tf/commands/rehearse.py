@@ -94,9 +94,14 @@ def _rehearse(args: argparse.Namespace) -> int:
     shape = shape_for_site(request.site, request.nodes, request.node_type)
     cluster = EmulatedCluster(shape, root or default_root())
     rehearsal = rehearsal_script(request, cluster.shared, hpcai)
-    print(f"hpcai rehearse: swaps: {'; '.join(rehearsal.swaps)}")
-    sys.stdout.write(rehearsal.diff)
-    sys.stdout.flush()
+    try:
+        print(f"hpcai rehearse: swaps: {'; '.join(rehearsal.swaps)}")
+        sys.stdout.write(rehearsal.diff)
+        sys.stdout.flush()
+    except BaseException:
+        if root is None:
+            cluster.root.rmdir()  # the new, still empty directory
+        raise
     with cluster:
         print(
             f"hpcai rehearse: cluster {cluster.root}: nodes {', '.join(cluster.node_names)}; "

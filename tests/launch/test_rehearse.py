@@ -20,7 +20,7 @@ import pytest
 from conftest import HPCAI, assert_refused, run_hpcai
 
 from hpcai_tf.catalog import load_site
-from hpcai_tf.launch.emulated_cluster import kill_node_processes
+from hpcai_tf.launch.emulated_cluster import kill_node_processes, namespace_processes
 from hpcai_tf.launch.job_script import LaunchRequest
 from hpcai_tf.launch.rehearsal import changed_lines, rehearsal_script
 from hpcai_tf.train.metrics_log import read_records
@@ -246,3 +246,31 @@ def test_a_node_lost_mid_epoch_ends_the_job_within_60_s_naming_it(rehearse_dir):
     assert lost in log, log[-3000:]
     ended = re.search(r"job 1: .*", out)[0]
     print(f"lost node: {ended}; {took:.1f} s after the kill; {err.strip()}")
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(200)
+def test_an_interrupted_rehearsal_stops_every_daemon_by_pid(rehearse_dir):
+    """SIGTERM while the job runs: exit 130, and munged, slurmctld, both slurmd and the ranks are gone."""
+    cluster_dir = rehearse_dir / "interrupted"
+    train = ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "40", "--no-tensorboard")
+    process = subprocess.Popen(
+        [*HPCAI, "rehearse", "gw", "--site", "hal", "--cluster-dir", str(cluster_dir), "--", *train],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in process.stdout:  # up to the job's submission
+        lines.append(line)
+        if " submitted; its log: " in line:
+            break
+    pids = [int(p) for p in re.search(r"daemon pids (.*)", "".join(lines))[1].replace("=", " ").split()[1::2]]
+    nodes = {pid: namespace_processes(pid) for pid in pids[2:]}
+    time.sleep(5)  # the ranks start
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and err == "hpcai: interrupted\n", err
+    left = [pid for pid in [*pids, *(p for ps in nodes.values() for p in ps)] if Path(f"/proc/{pid}").exists()]
+    assert len(pids) == 4 and left == [], left
