@@ -296,12 +296,6 @@ class EmulatedCluster:
             return []
         return namespace_processes(process.pid)
 
-    def kill_node(self, name: str) -> list[int]:
-        """A lost node: SIGKILL its slurmd and every process of its namespace; the PIDs killed."""
-        pids = kill_node_processes(self.processes[f"slurmd:{name}"].pid)
-        self.processes[f"slurmd:{name}"].wait(timeout=10)
-        return pids
-
     def __enter__(self) -> EmulatedCluster:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._signals[signum] = signal.signal(signum, _interrupt)
