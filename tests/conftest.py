@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from emulated_testing import emulated_hal  # noqa: F401  (a 2-node emulated cluster, tests/emulated_testing.py)
 from slurm_testing import slurm_cluster  # noqa: F401  (the session's one Slurm cluster, for every directory)
 
 REPO = Path(__file__).resolve().parent.parent

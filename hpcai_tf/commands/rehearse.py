@@ -1,0 +1,181 @@
+"""``hpcai rehearse``: a site's real job script, run end to end on an emulated multi-node cluster here.
+
+The site's script is rendered as ``hpcai launch`` renders it; its stand-ins (:mod:`hpcai_tf.launch.rehearsal`)
+are printed as a unified diff; the cluster (:mod:`hpcai_tf.launch.emulated_cluster`) is shaped after the site,
+the script submitted with ``sbatch`` (the stand-in of a site wrapper such as ``swbatch``), and the job waited
+for. The report says per rank its host (the run's provenance record), whether every rank ended with the same
+trainable weights (its final record) and the job's end state. The cluster is stopped by PID at the end, also on
+failure or interrupt; its directory stays for inspection (the job's log is ``shared/runs/<run>/job.log``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from hpcai_tf.commands.launch import _count, add_job_options, launch_request
+from hpcai_tf.errors import KitError
+from hpcai_tf.train import WORKLOADS
+
+DEFAULT_TIMEOUT_S = 900
+POLL_S = 1.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``rehearse``."""
+    rehearse = sub.add_parser(
+        "rehearse",
+        help="run a site's job script on an emulated multi-node Slurm cluster on this machine",
+        description="Render a Slurm site's job script, swap what cannot run here for its stand-ins (printed as a "
+        "diff), start an emulated cluster shaped after the site (one slurmd per node, each with its own hostname, "
+        "/tmp and /dev/shm), submit the script, wait, and report each rank's host, whether the ranks' final "
+        "weights agree and the job's end state. Arguments after `--` go to `hpcai train`.",
+        usage="hpcai rehearse WORKLOAD --site S [--nodes N] [--runtime none] [options] [-- TRAIN_ARGS ...]",
+    )
+    rehearse.add_argument("workload", metavar="WORKLOAD", help=f"workload to train ({', '.join(WORKLOADS)})")
+    rehearse.add_argument("--site", required=True, help="a Slurm site id from the catalog")
+    rehearse.add_argument("--nodes", default="2", metavar="N", help="emulated nodes of the job (default: 2)")
+    rehearse.add_argument(
+        "--ranks-per-node", metavar="R", help="ranks per node (default: 1 on several nodes, else the site's)"
+    )
+    rehearse.add_argument(
+        "--run-root",
+        metavar="DIR",
+        help="the run root on the site's shared filesystem; rehearsed under the cluster's shared directory",
+    )
+    add_job_options(rehearse)
+    rehearse.add_argument(
+        "--cluster-dir",
+        type=Path,
+        metavar="DIR",
+        help="the emulated cluster's files, not under /tmp (default: a new directory under /var/tmp)",
+    )
+    rehearse.add_argument(
+        "--timeout",
+        default=str(DEFAULT_TIMEOUT_S),
+        metavar="SECONDS",
+        help=f"give up on the job after this long (default: {DEFAULT_TIMEOUT_S})",
+    )
+    rehearse.set_defaults(func=_rehearse, passthrough_to="hpcai train")
+
+
+def refuse_non_slurm(site_id: str) -> None:
+    """One line for a site this machine cannot emulate (no LSF here)."""
+    from hpcai_tf.catalog import load_catalog, load_site
+
+    site = load_site(site_id)
+    if site.scheduler.kind != "slurm":
+        slurm = ", ".join(s.id for s in load_catalog() if s.scheduler.kind == "slurm")
+        raise KitError(
+            f"--site: site {site.id} runs {site.scheduler.kind} with {site.scheduler.launcher}, which cannot run "
+            f"here; rehearse emulates Slurm sites only ({slurm})"
+        )
+
+
+def _rehearse(args: argparse.Namespace) -> int:
+    from hpcai_tf.launch.emulated_cluster import EmulatedCluster, check_root, default_root, shape_for_site
+    from hpcai_tf.launch.job_script import host_hpcai
+    from hpcai_tf.launch.rehearsal import rehearsal_script
+
+    refuse_non_slurm(args.site)
+    nodes = _count(args.nodes, "--nodes")
+    timeout = _count(args.timeout, "--timeout")
+    if timeout is None or timeout < 10:
+        raise KitError(f"--timeout: expected at least 10 seconds, got {args.timeout!r}")
+    ranks = _count(args.ranks_per_node, "--ranks-per-node")
+    if ranks is None and nodes is not None and nodes > 1:
+        ranks = 1
+    request = launch_request(args, nodes=nodes, ranks_per_node=ranks, run_root=args.run_root)  # type: ignore[arg-type]
+    root = check_root(args.cluster_dir, "--cluster-dir") if args.cluster_dir else None
+    hpcai = host_hpcai()
+    rehearsal_script(request, Path("/shared"), hpcai)  # every refusal before a file is written or a daemon starts
+    shape = shape_for_site(request.site, request.nodes, request.node_type)
+    cluster = EmulatedCluster(shape, root or default_root())
+    rehearsal = rehearsal_script(request, cluster.shared, hpcai)
+    try:
+        print(f"hpcai rehearse: swaps: {'; '.join(rehearsal.swaps)}")
+        sys.stdout.write(rehearsal.diff)
+        sys.stdout.flush()
+    except BaseException:
+        if root is None:
+            cluster.root.rmdir()  # the new, still empty directory
+        raise
+    with cluster:
+        print(
+            f"hpcai rehearse: cluster {cluster.root}: nodes {', '.join(cluster.node_names)}; "
+            f"daemon pids {' '.join(f'{n}={p}' for n, p in cluster.pids().items())}",
+            flush=True,
+        )
+        return run_rehearsal(cluster, rehearsal.submitted, request.workload, timeout)
+
+
+def run_rehearsal(cluster, script_text: str, workload: str, timeout: float) -> int:
+    """Submit, wait (noticing a lost node), then report; the exit status of ``hpcai rehearse``."""
+    from hpcai_tf.files import write_atomic
+    from hpcai_tf.launch.job_state import query_state, scontrol_fields
+    from hpcai_tf.launch.schedulers import SLURM
+
+    shared = cluster.shared
+    script = shared / "jobs" / f"{workload}-rehearsal.sh"
+    write_atomic(script, script_text)
+    done = cluster.run("sbatch", str(script), check=False)
+    match = SLURM.job_id_pattern.search(done.stdout)
+    if done.returncode != 0 or not match:
+        reason = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()[-1]
+        raise KitError(f"rehearse: sbatch refused the site's job script: {reason}")
+    job_id = match[1]
+    run_dir = shared / "runs" / f"{workload}-{job_id}"
+    print(f"hpcai rehearse: job {job_id} submitted; its log: {run_dir / 'job.log'}", flush=True)
+    started = time.monotonic()
+    lost: list[str] = []
+    state = query_state("slurm", job_id, cluster.env)
+    while not state.ended("slurm"):
+        if time.monotonic() - started > timeout:
+            fields = scontrol_fields(cluster.run("scontrol", "show", "job", "-o", job_id, check=False).stdout)
+            raise KitError(
+                f"rehearse: job {job_id} not ended after {timeout:.0f} s (--timeout); last {state.state} "
+                f"(reason {fields.get('Reason', 'unknown')}); logs under {cluster.root / 'log'}"
+            )
+        lost = lost or cluster.lost_nodes()
+        time.sleep(POLL_S)
+        state = query_state("slurm", job_id, cluster.env)
+    elapsed = time.monotonic() - started
+    print(f"hpcai rehearse: job {job_id}: {state.state} (exit {state.exit_code}) after {elapsed:.0f} s", flush=True)
+    lost = lost or cluster.lost_nodes()
+    if lost:
+        print(
+            f"hpcai: error: rehearse: node {', '.join(lost)} lost during job {job_id} (its slurmd exited); "
+            f"the job ended {state.state} (exit {state.exit_code}); see {run_dir / 'job.log'}",
+            file=sys.stderr,
+        )
+        return 1
+    return report_run(run_dir, job_id, state.state, state.exit_code)
+
+
+def report_run(run_dir: Path, job_id: str, state: str, exit_code: str) -> int:
+    """Per rank its host, whether the ranks' final weights agree; 0 if the job completed with agreeing weights."""
+    from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
+
+    metrics = run_dir / METRICS_FILE
+    records = read_records(metrics) if metrics.exists() else []
+    provenance = next((r for r in reversed(records) if r.get("type") == "provenance"), None)
+    final = records[-1] if records and records[-1].get("type") == "final" else None
+    for rank, host in enumerate(provenance.get("hostnames", []) if provenance else []):
+        print(f"hpcai rehearse: rank {rank}: host {host}")
+    if final is not None:
+        digests = final.get("weights_digest_per_rank", [])
+        agree = bool(final.get("weights_agree")) and len(set(digests)) == 1
+        shown = digests[0][:16] if agree and digests else ", ".join(d[:16] for d in digests)
+        print(f"hpcai rehearse: trainable weights {'identical on every rank' if agree else 'DIFFER'}: {shown}")
+    else:
+        agree = False
+    if state == "COMPLETED" and final is not None and agree:
+        return 0
+    why = "no final record" if final is None else "the ranks' weights differ" if not agree else "the job failed"
+    print(
+        f"hpcai: error: rehearse: job {job_id} ended {state} (exit {exit_code}), {why}; see {run_dir / 'job.log'}",
+        file=sys.stderr,
+    )
+    return 1
