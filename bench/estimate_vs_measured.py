@@ -98,9 +98,9 @@ def main() -> None:
 
 def read_provenance_threads(run_dir: Path) -> dict | None:
     """The threads per rank a run's provenance record names."""
-    from hpcai_tf.train.metrics_log import read_records
+    from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
 
-    return read_records(run_dir / "metrics.jsonl")[0].get("threads_per_rank")
+    return read_records(run_dir / METRICS_FILE)[0].get("threads_per_rank")
 
 
 if __name__ == "__main__":

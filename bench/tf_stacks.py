@@ -11,7 +11,6 @@ stack at 1 and 2 ranks, the 2.21/2.15 throughput ratio and each stack's 2-rank e
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,7 @@ sys.path.insert(0, str(REPO))
 from hpcai_tf.catalog import load_site
 from hpcai_tf.image.docker_engine import docker_client, find_image
 from hpcai_tf.recipes.render import image_tag
+from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
 from hpcai_tf.train.mpirun_line import mpirun_line
 
 STACKS = ("local-tf215", "local")
@@ -63,7 +63,7 @@ def run(client, tag: str, work: Path, argv: list[str]) -> str:
 
 def throughput(run_dir: Path) -> float:
     """Median global samples/s over the epochs after the first (the first builds the graph)."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = read_records(run_dir / METRICS_FILE)
     epochs = [r["global_samples_per_sec"] for r in records if r.get("type") == "epoch"]
     return statistics.median(epochs[1:] or epochs)
 

@@ -19,7 +19,6 @@ alternate for ``ROUNDS`` rounds and the ratio is given of the best epochs (the l
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 from pathlib import Path
 
 from _common import bench_env, hpcai, load_average, print_result, results
+
+from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
 
 EPOCHS = 6
 ROUNDS = 2
@@ -126,7 +127,7 @@ def kit_loop(data: Path, run_dir: Path) -> dict:
         str(run_dir),
         "--no-tensorboard",
     )
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = read_records(run_dir / METRICS_FILE)
     epochs = [r for r in records if r["type"] == "epoch"][1:]
     threads = records[0]["threads_per_rank"]
     return {

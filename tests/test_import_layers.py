@@ -25,8 +25,16 @@ images and reads it there; the host steps that write or read images may import e
 ALLOWED = {
     "recipes": (*SHARED, "hpcai_tf.recipes", IMAGE_CONTRACT),
     "image": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", MPIRUN_LINE, IMAGE_CONTRACT),
-    # From train/ the package itself (the names of the workloads, WORKLOADS) and the two pure modules above.
-    "launch": (*SHARED, "hpcai_tf.recipes.render", "hpcai_tf.launch", "=hpcai_tf.train", MPIRUN_LINE, PREEMPTED_STATUS),
+    # From train/ the package itself (the names of the workloads, WORKLOADS) and the three pure modules above.
+    "launch": (
+        *SHARED,
+        "hpcai_tf.recipes.render",
+        "hpcai_tf.launch",
+        "=hpcai_tf.train",
+        MPIRUN_LINE,
+        PREEMPTED_STATUS,
+        IMAGE_CONTRACT,  # the site variable a host job exports
+    ),
     "scaling": (*SHARED, "hpcai_tf.scaling", "hpcai_tf.train"),
     "sitedocs": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", "hpcai_tf.launch", "hpcai_tf.sitedocs", IMAGE_CONTRACT),
 }

@@ -32,7 +32,13 @@ from hpcai_tf.errors import KitError
 from hpcai_tf.recipes.image_labels import VERIFY_LABEL
 from hpcai_tf.recipes.render import image_tag
 from hpcai_tf.train.image_contract import STACK_PACKAGES
-from hpcai_tf.train.mpirun_line import in_allocation, mpirun_line
+from hpcai_tf.train.mpirun_line import (
+    OPEN_MPI_AS_ROOT,
+    OPEN_MPI_IN_CONTAINER,
+    OPEN_MPI_SHARED_NODE,
+    in_allocation,
+    mpirun_line,
+)
 
 SELFTEST = ["python", "-m", "hpcai_tf.train.selftest"]
 RECORD = re.compile(r"HPCAI-SELFTEST (\{.*\})")
@@ -64,17 +70,11 @@ class VerifyReport:
 def run_environment(site: Site, runtime: str) -> dict[str, str]:
     """Environment of the checks: the site's job environment, plus what root and containers need for MPI."""
     env = dict(site.env)
-    env.update(
-        {
-            "OMPI_ALLOW_RUN_AS_ROOT": "1",  # docker runs the checks as root
-            "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-            "OMPI_MCA_mpi_yield_when_idle": "1",  # no busy-wait: ranks share the cores
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    env.update(OPEN_MPI_AS_ROOT)  # docker runs the checks as root
+    env.update(OPEN_MPI_SHARED_NODE)  # no busy-wait: ranks share the cores
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"})
     if runtime == "docker":
-        env["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"  # no ptrace/CMA inside a container
+        env.update(OPEN_MPI_IN_CONTAINER)  # no ptrace/CMA inside a container
     return env
 
 

@@ -29,13 +29,14 @@ from hpcai_tf.launch.jsrun import Layout, resource_sets
 from hpcai_tf.launch.schedulers import scheduler_for
 from hpcai_tf.paths import LAUNCH_DIR
 from hpcai_tf.train import JOB_SCRIPT_FLAGS, WORKLOADS
+from hpcai_tf.train.image_contract import SITE_VARIABLE
 from hpcai_tf.train.mpirun_line import mpirun_line
 from hpcai_tf.train.signals import EXIT_PREEMPTED
 
 RUNTIMES = ("singularity", "apptainer", "none")
 DEFAULT_SIGNAL_LEAD = 300
 """Seconds before the time limit at which the scheduler asks the job to checkpoint."""
-HOST_SITE_VARIABLE = "HPCAI_SITE"
+HOST_SITE_VARIABLE = SITE_VARIABLE
 """Names the site in a run's provenance; an image sets it itself, a job on the host exports it."""
 SET_BY_SCRIPT = JOB_SCRIPT_FLAGS
 """``hpcai train`` flags the job script sets itself, refused among the extra train arguments."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from hpcai_tf.errors import KitError
 from hpcai_tf.train.launcher_env import detect_launcher, hybrid_mpi_mismatch
+from hpcai_tf.train.mpirun_line import available_cores
 
 T = TypeVar("T")
 
@@ -106,14 +107,6 @@ def prepare_horovod_environment(*, deterministic: bool, timeline: str | None) ->
 
 
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity on Linux)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def thread_counts(cores: int, local_ranks: int, environ: Mapping[str, str]) -> tuple[int, int]:
