@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,22 +28,13 @@ from pathlib import Path
 import pytest
 
 from hpcai_tf.catalog import Site, load_catalog
+from hpcai_tf.launch.emulated_cluster import free_port
+from hpcai_tf.launch.job_script import parse_time
 from hpcai_tf.launch.job_state import scontrol_fields
 from hpcai_tf.launch.schedulers import SLURM
 
 TOOLS = ("mungekey", "munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel", "sinfo")
 LOCAL_NODE = "localhost"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _minutes(hh_mm: str) -> int:
-    hours, minutes = (int(x) for x in hh_mm.split(":"))
-    return hours * 60 + minutes
 
 
 def _node_name(site: Site, node_type: str) -> str:
@@ -75,7 +65,7 @@ def gpu_site_lines(site: Site) -> tuple[list[str], list[str], list[str]]:
             else f"{_node_name(site, p.node_type)}-1"
             for p in parts
         )
-        max_minutes = max(_minutes(p.max_time) for p in parts)
+        max_minutes = max(parse_time(p.max_time, "max_time") for p in parts)
         partitions.append(
             f"PartitionName={name} Nodes={hosts} MinNodes={min(p.min_nodes for p in parts)} "
             f"MaxNodes={max(p.max_nodes for p in parts)} MaxTime={max_minutes} State=UP"
@@ -143,8 +133,8 @@ def _write_config(root: Path, local: Site, gpu_sites: list[Site]) -> tuple[Path,
     lines = [
         "ClusterName=hpcaitest",
         f"SlurmctldHost={LOCAL_NODE}",
-        f"SlurmctldPort={_free_port()}",
-        f"SlurmdPort={_free_port()}",
+        f"SlurmctldPort={free_port()}",
+        f"SlurmdPort={free_port()}",
         "SlurmUser=root",
         "SlurmdUser=root",
         "AuthType=auth/munge",
@@ -179,7 +169,7 @@ def _write_config(root: Path, local: Site, gpu_sites: list[Site]) -> tuple[Path,
         *nodes,
         # After the cloud nodes: listed first, slurmctld 22.05 stops with "Duplicated NodeHostName <cloud node>".
         f"NodeName={LOCAL_NODE} CPUs={node.hardware_threads} State=UNKNOWN",
-        f"PartitionName={part.name} Nodes={LOCAL_NODE} Default=YES MaxTime={_minutes(part.max_time)} State=UP",
+        f"PartitionName={part.name} Nodes={LOCAL_NODE} Default=YES MaxTime={parse_time(part.max_time, 'max_time')} State=UP",
         *partitions,
     ]
     conf = root / "slurm.conf"

@@ -36,6 +36,7 @@ from types import FrameType
 
 from hpcai_tf.catalog import NodeType, Site
 from hpcai_tf.errors import KitError
+from hpcai_tf.launch.job_script import parse_time
 
 TOOLS = ("unshare", "mount", "mungekey", "munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel")
 DEFAULT_NODES = 2
@@ -95,15 +96,11 @@ class ClusterShape:
     partitions: tuple[PartitionShape, ...]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _minutes(hh_mm: str) -> int:
-    hours, minutes = (int(x) for x in hh_mm.split(":"))
-    return hours * 60 + minutes
 
 
 def _gres(node: NodeType) -> str | None:
@@ -128,11 +125,11 @@ def shape_for_site(site: Site, nodes: int = DEFAULT_NODES, node_type: str | None
     threads = max(1, node.hardware_threads // node.cores)
     sockets = 2 if node.cores % 2 == 0 else 1
     shapes = tuple(
-        NodeShape(f"{site.id}-{node.name}-{index}", _free_port(), sockets, node.cores // sockets, threads, _gres(node))
+        NodeShape(f"{site.id}-{node.name}-{index}", free_port(), sockets, node.cores // sockets, threads, _gres(node))
         for index in range(1, nodes + 1)
     )
     parts = tuple(
-        PartitionShape(p.name, p.min_nodes, min(p.max_nodes, nodes), _minutes(p.max_time))
+        PartitionShape(p.name, p.min_nodes, min(p.max_nodes, nodes), parse_time(p.max_time, "max_time"))
         for p in site.partitions
         if p.node_type == node.name and p.min_nodes <= nodes
     )
@@ -145,7 +142,7 @@ def slurm_conf_lines(shape: ClusterShape, root: Path) -> tuple[list[str], list[s
     lines = [
         f"ClusterName=rehearse-{shape.site_id}"[:40],
         f"SlurmctldHost={CONTROLLER}",
-        f"SlurmctldPort={_free_port()}",
+        f"SlurmctldPort={free_port()}",
         "SlurmUser=root",
         "SlurmdUser=root",
         "AuthType=auth/munge",

@@ -7,6 +7,8 @@ import ast
 import shutil
 from pathlib import Path
 
+from source_scan import docstring_ids
+
 import pytest
 
 from hpcai_tf.catalog import load_site
@@ -27,15 +29,7 @@ HOROVOD_STEP = TEMPLATES / "steps" / "horovod-pip.sh.j2"
 def string_literals(path: Path) -> list[str]:
     """Every string constant of a module that is not a docstring."""
     tree = ast.parse(path.read_text())
-    docstrings = {
-        id(node.body[0].value)
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
-        and node.body
-        and isinstance(node.body[0], ast.Expr)
-        and isinstance(node.body[0].value, ast.Constant)
-    }
-    docstrings |= {  # attribute docstrings: a string statement right after an assignment
+    docstrings = docstring_ids(tree) | {  # attribute docstrings: a string statement right after an assignment
         id(node.value)
         for node in ast.walk(tree)
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from source_scan import docstring_ids
 
 from hpcai_tf.errors import KitError
 from hpcai_tf.train import metrics_log
@@ -115,14 +116,7 @@ def test_truncated_or_foreign_checkpoint_is_a_one_line_error(tmp_path):
 def _code_strings(path: Path) -> list[str]:
     """The string constants of a module that are not docstrings."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    docstrings = {
-        id(node.body[0].value)
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-        and node.body
-        and isinstance(node.body[0], ast.Expr)
-        and isinstance(node.body[0].value, ast.Constant)
-    }
+    docstrings = docstring_ids(tree)
     return [
         node.value
         for node in ast.walk(tree)

@@ -6,6 +6,8 @@ import ast
 import re
 from pathlib import Path
 
+from source_scan import docstring_ids
+
 from hpcai_tf.catalog import load_site
 from hpcai_tf.cli import build_parser
 from hpcai_tf.launch.job_script import LaunchRequest, plan_job
@@ -17,14 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "hpcai_tf"
 def _literal_copies(path: Path) -> list[int]:
     """Lines of ``path`` where the status appears as a number, or in a string other than a docstring."""
     tree = ast.parse(path.read_text())
-    docstrings = {
-        id(node.body[0].value)
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-        and node.body
-        and isinstance(node.body[0], ast.Expr)
-        and isinstance(node.body[0].value, ast.Constant)
-    }
+    docstrings = docstring_ids(tree)
     status = str(EXIT_PREEMPTED)
     return [
         node.lineno
