@@ -124,11 +124,12 @@ def test_broken_recipe_names_the_failing_step_in_one_line(cli, docker_engine, ba
 
 
 def _wait_for(stream, text: str, timeout: float) -> str:
+    """Read ``stream`` up to a line that is ``text`` itself (what a RUN printed, not the step line quoting it)."""
     seen = []
     deadline = time.monotonic() + timeout
     for line in stream:
         seen.append(line)
-        if text in line:
+        if line.strip() == text:
             return "".join(seen)
         assert time.monotonic() < deadline, "".join(seen)
     raise AssertionError(f"the build ended before printing {text!r}:\n{''.join(seen)}")
