@@ -32,7 +32,9 @@ sys.path.insert(0, str(REPO))
 from hpcai_tf.catalog import load_site
 from hpcai_tf.image.base import make_base_image
 from hpcai_tf.image.docker_engine import docker_client, docker_host, human_size
+from hpcai_tf.paths import WHEELS_DIR
 from hpcai_tf.recipes.render import image_tag
+from hpcai_tf.train.image_contract import IMAGE_PATHS
 
 
 def timed_build(*args: str, root: Path | None = None) -> tuple[float, str]:
@@ -94,7 +96,7 @@ def main() -> int:
     cold, _ = timed_build("--no-cache")
     rows.append(("cold build (--no-cache)", cold, ""))
     with tempfile.TemporaryDirectory(prefix="hpcai-bench-") as tmp:
-        code_only, output = timed_build("--wheels", str(REPO / ".cache" / "wheels"), root=kit_copy(Path(tmp)))
+        code_only, output = timed_build("--wheels", str(WHEELS_DIR), root=kit_copy(Path(tmp)))
     hits, total = cached_steps(output)
     rows.append(("code-only rebuild (hpcai_tf/ changed)", code_only, f"{hits} of {total} steps from the cache"))
     unchanged, output = timed_build()
@@ -103,9 +105,9 @@ def main() -> int:
 
     image = client.images.get(image_tag(site))
     kit_layers = 0
-    for layer in image.history():  # newest first: down to and including `COPY kit/ /opt/hpcai/src/`
+    for layer in image.history():  # newest first: down to and including the COPY of the kit's source
         kit_layers += layer["Size"]
-        if "COPY" in layer["CreatedBy"] and "/opt/hpcai/src" in layer["CreatedBy"]:
+        if "COPY" in layer["CreatedBy"] and IMAGE_PATHS.kit_source in layer["CreatedBy"]:
             break
     print(f"{'what':<40} {'seconds':>8}  note")
     for name, seconds, note in rows:

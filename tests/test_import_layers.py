@@ -22,6 +22,10 @@ PREEMPTED_STATUS = "=hpcai_tf.train.signals"
 IMAGE_CONTRACT = "=hpcai_tf.train.image_contract"
 """What an image holds and where (its stack's packages, paths, variables): pure data in train/, which runs inside
 images and reads it there; the host steps that write or read images may import exactly this module of train/."""
+TRAIN_FLAGS = "=hpcai_tf.train.options"
+"""The declaration of every ``hpcai train`` flag (pure Python), from which the docs generate the flag table."""
+IMAGE_LABELS = "=hpcai_tf.recipes.image_labels"
+"""The names of the kit's image labels: pure constants, which the report reads back from a run's provenance."""
 ALLOWED = {
     "recipes": (*SHARED, "hpcai_tf.recipes", IMAGE_CONTRACT),
     "image": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", MPIRUN_LINE, IMAGE_CONTRACT),
@@ -35,8 +39,16 @@ ALLOWED = {
         PREEMPTED_STATUS,
         IMAGE_CONTRACT,  # the site variable a host job exports
     ),
-    "scaling": (*SHARED, "hpcai_tf.scaling", "hpcai_tf.train"),
-    "sitedocs": (*SHARED, "hpcai_tf.recipes", "hpcai_tf.image", "hpcai_tf.launch", "hpcai_tf.sitedocs", IMAGE_CONTRACT),
+    "scaling": (*SHARED, "hpcai_tf.scaling", "hpcai_tf.train", IMAGE_LABELS),
+    "sitedocs": (
+        *SHARED,
+        "hpcai_tf.recipes",
+        "hpcai_tf.image",
+        "hpcai_tf.launch",
+        "hpcai_tf.sitedocs",
+        IMAGE_CONTRACT,
+        TRAIN_FLAGS,
+    ),
 }
 TOP_LEVEL = {"__init__", "__main__", "cli", "catalog", "errors", "files", "paths"}
 SHARED_ALLOWED = ("hpcai_tf.errors", "hpcai_tf.files", "hpcai_tf.paths")

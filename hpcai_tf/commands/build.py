@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from hpcai_tf.paths import WHEELS_DIR
+from hpcai_tf.train.image_contract import CONTEXT_PATHS, IMAGE_PATHS
 
 RUNTIMES = ("docker", "singularity")
 
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--recipe",
         type=Path,
         metavar="DIR",
-        help="build DIR/Dockerfile (or DIR/Singularity.def) from DIR's files plus build/options/ "
+        help=f"build DIR/Dockerfile (or DIR/Singularity.def) from DIR's files plus {CONTEXT_PATHS.options}/ "
         "(e.g. a derived recipe from `hpcai extend`)",
     )
     build.add_argument("--runtime", choices=RUNTIMES, default="docker", help="image format (default: docker)")
@@ -99,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inspect",
         help="print the pins, labels and embedded recipe of a built image",
         description="Print a built image's labels, its pinned stack and the recipe embedded under "
-        "/opt/hpcai/recipe/, and whether that recipe matches what the catalog renders now.",
+        f"{IMAGE_PATHS.recipe}/, and whether that recipe matches what the catalog renders now.",
     )
     inspect.add_argument("image", nargs="?", help="Docker tag or id, or a .sif file")
     inspect.add_argument("--site", help="inspect the site's image instead of naming one")

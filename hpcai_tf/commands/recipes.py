@@ -125,12 +125,14 @@ def _docs(args: argparse.Namespace) -> int:
     from hpcai_tf.sitedocs.compatibility import compatibility_page
     from hpcai_tf.sitedocs.site_page import site_page
     from hpcai_tf.sitedocs.stack_table import catalog_reference, stack_page
+    from hpcai_tf.sitedocs.train_flags import train_flags_page
 
     sites = load_catalog()
     pages = {
         "stack.md": stack_page(sites),
         "catalog.md": catalog_reference(),
         "compatibility.md": compatibility_page(sites),
+        "train-flags.md": train_flags_page(),
     }
     pages.update({f"sites/{site.id}.md": site_page(site) for site in sites})
     check_targets([args.out / name for name in pages])

@@ -16,7 +16,13 @@ from pathlib import Path
 from hpcai_tf.errors import KitError
 from hpcai_tf.train import WORKLOADS
 from hpcai_tf.train.metrics_log import METRICS_FILE
-from hpcai_tf.train.options import add_train_flags, forwarded_arguments, train_flags, train_options
+from hpcai_tf.train.options import (
+    add_train_flags,
+    forwarded_arguments,
+    set_by_job_script,
+    train_flags,
+    train_options,
+)
 from hpcai_tf.train.signals import EXIT_PREEMPTED
 
 
@@ -69,10 +75,7 @@ def check_train_arguments(workload: str, argv: list[str]) -> None:
     args = parser.parse_args(["train", workload, *argv])
     for field, each in train_flags():
         if each.set_by_job_script and getattr(args, field.name) not in (None, False):
-            raise KitError(
-                f"train argument {each.name}: set by the job script (the run directory is named after the job and "
-                "the launcher starts the ranks); leave it out"
-            )
+            raise KitError(set_by_job_script(each.name))
 
 
 def rank_arguments(args: argparse.Namespace, run_dir: Path) -> list[str]:

@@ -38,7 +38,7 @@ from hpcai_tf.errors import KitError
 from hpcai_tf.paths import CONTEXT_DIR, KIT_ROOT, WHEELS_DIR
 from hpcai_tf.recipes.build_inputs import BuildInputs
 from hpcai_tf.recipes.horovod_build import RECORD_FIELDS, image_record, record_name, site_wheel_name
-from hpcai_tf.recipes.render import IMAGE_OPTIONS_DIR
+from hpcai_tf.train.image_contract import CONTEXT_PATHS, IMAGE_PATHS
 
 DEFAULT_WHEELS_DIR = WHEELS_DIR
 CA_BUNDLE_NAME = "ca-bundle.crt"
@@ -73,7 +73,7 @@ def options_script(options: BuildOptions) -> str:
     """The text of ``options.sh``: exports for the network steps, or only a comment when there are none."""
     lines = ["# Written by `hpcai build`: options of the steps that reach the network (sourced, never ENV)."]
     if options.ca_bundle:
-        bundle = f"{IMAGE_OPTIONS_DIR}/{CA_BUNDLE_NAME}"
+        bundle = f"{IMAGE_PATHS.options}/{CA_BUNDLE_NAME}"
         lines += [f"export {name}={bundle}" for name in CA_VARIABLES]
     if options.index_url:
         lines.append(f"export PIP_INDEX_URL={shlex.quote(options.index_url)}")
@@ -200,7 +200,7 @@ def _write_options(tmp: Path, options: BuildOptions) -> None:
     """``build/options/`` under ``tmp``: options.sh, and the CA bundle when one is given."""
     if options.ca_bundle and not options.ca_bundle.is_file():
         raise KitError(f"--ca-bundle: no such file {options.ca_bundle}")
-    opts = tmp / "build" / "options"
+    opts = tmp / CONTEXT_PATHS.options
     shutil.rmtree(opts, ignore_errors=True)
     opts.mkdir(parents=True)
     (opts / "options.sh").write_text(options_script(options))
@@ -224,22 +224,22 @@ def stage_context(inputs: BuildInputs, options: BuildOptions, dest: Path | None 
     tmp = _temporary_beside(dest)
     try:
         _write_options(tmp, options)
-        wheel_dir = tmp / "build" / "wheels"
+        wheel_dir = tmp / CONTEXT_PATHS.wheels
         wheel_dir.mkdir()
         for wheel in wheels:
             shutil.copyfile(wheel, wheel_dir / wheel.name)
-        (tmp / "recipe").mkdir()
+        (tmp / CONTEXT_PATHS.recipe).mkdir()
         for name, text in recipe_files.items():
-            (tmp / "recipe" / name).write_text(text)
+            (tmp / CONTEXT_PATHS.recipe / name).write_text(text)
         (tmp / "Singularity.def").write_text(recipe_files["Singularity.def"])
         if constraints:
-            (tmp / "constraints").mkdir()
-            shutil.copyfile(constraints, tmp / "constraints" / constraints.name)
+            (tmp / CONTEXT_PATHS.constraints).mkdir()
+            shutil.copyfile(constraints, tmp / CONTEXT_PATHS.constraints / constraints.name)
         if patches:
-            (tmp / "patches").mkdir()
+            (tmp / CONTEXT_PATHS.patches).mkdir()
             for patch in patches:
-                shutil.copyfile(patch, tmp / "patches" / patch.name)
-        kit_digest = _copy_kit(tmp / "kit", KIT_ROOT)
+                shutil.copyfile(patch, tmp / CONTEXT_PATHS.patches / patch.name)
+        kit_digest = _copy_kit(tmp / CONTEXT_PATHS.kit, KIT_ROOT)
         _replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

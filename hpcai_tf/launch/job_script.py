@@ -28,7 +28,7 @@ from hpcai_tf.errors import KitError
 from hpcai_tf.launch.jsrun import Layout, resource_sets
 from hpcai_tf.launch.schedulers import scheduler_for
 from hpcai_tf.paths import LAUNCH_DIR
-from hpcai_tf.train import JOB_SCRIPT_FLAGS, WORKLOADS
+from hpcai_tf.train import JOB_SCRIPT_FLAGS, WORKLOADS, set_by_job_script
 from hpcai_tf.train.image_contract import SITE_VARIABLE
 from hpcai_tf.train.mpirun_line import mpirun_line
 from hpcai_tf.train.signals import EXIT_PREEMPTED
@@ -145,10 +145,7 @@ def check_train_args(args: tuple[str, ...]) -> None:
     for arg in args:
         name = arg.split("=", 1)[0]
         if name in SET_BY_SCRIPT:
-            raise KitError(
-                f"train argument {name}: set by the job script (the run directory is named after the job and "
-                "the launcher starts the ranks); leave it out"
-            )
+            raise KitError(set_by_job_script(name))
 
 
 def choose_launcher(request: LaunchRequest) -> str:

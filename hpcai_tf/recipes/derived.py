@@ -28,7 +28,7 @@ from hpcai_tf.recipes.render import (
     stack_requirements,
     template_environment,
 )
-from hpcai_tf.train.image_contract import IMAGE_PATHS
+from hpcai_tf.train.image_contract import CONTEXT_PATHS, IMAGE_PATHS
 
 PIP_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[0-9][A-Za-z0-9.+!-]*$")
 APT_SPEC = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
@@ -64,6 +64,7 @@ def render_derived(site: Site, name: str, pip: list[str], apt: list[str]) -> dic
         "name": name,
         "pip": pip,
         "paths": IMAGE_PATHS,
+        "context_paths": CONTEXT_PATHS,
         "os_install": package_manager(site).install_commands(apt) if apt else [],
         # The definition's base is a SIF file, not a reference: it names no base image.
         "docker_labels": [(label.OCI_TITLE, name), (label.OCI_BASE_NAME, base_tag), (label.DERIVED_FROM_LABEL, site.id)],

@@ -32,14 +32,19 @@ from hpcai_tf.paths import (
 )
 from hpcai_tf.recipes import image_labels as label
 from hpcai_tf.recipes.package_managers import APT, package_manager
-from hpcai_tf.train.image_contract import IMAGE_PATHS, PROVENANCE_VARIABLE, SITE_VARIABLE, STACK_PACKAGES
+from hpcai_tf.train.image_contract import (
+    CONTEXT_PATHS,
+    IMAGE_PATHS,
+    PROVENANCE_VARIABLE,
+    SITE_VARIABLE,
+    STACK_PACKAGES,
+)
 from hpcai_tf.recipes.horovod_build import horovod_build_env, site_wheel_name
 
 FORMATS = {"docker": "Dockerfile", "singularity": "Singularity.def"}
 """Recipe format -> file name under ``recipes/<site>/`` (the template adds ``.j2``)."""
 PROVENANCE = "provenance.json"
 OPEN_CE_CHANNEL = "https://ftp.osuosl.org/pub/open-ce/{release}/"
-IMAGE_OPTIONS_DIR = IMAGE_PATHS.options
 """:attr:`ImagePaths.options <hpcai_tf.train.image_contract.ImagePaths.options>`, under the name the build context
 (:mod:`hpcai_tf.image.context`) imports."""
 CUDNN_APT_PACKAGES = {"8": ("libcudnn8", "libcudnn8-dev")}
@@ -232,6 +237,7 @@ def context(site: Site) -> dict[str, object]:
     return {
         "site": site,
         "paths": IMAGE_PATHS,
+        "context_paths": CONTEXT_PATHS,
         "kit_version": __version__,
         "os_install": manager.install_commands(os_packages(site)),
         "cuda_install": manager.install_commands(cuda_packages(site), change_held=True) if "cuda-libs" in steps else [],
@@ -304,7 +310,10 @@ def render_recipe(site: Site, fmt: str) -> str:
     steps = render_steps(site)
     template = template_environment().get_template(f"{FORMATS[fmt]}.j2")
     return template.render(
-        site=site, paths=IMAGE_PATHS, steps=steps, labels=labels(site), runtime_env=runtime_env(steps)
+        site=site,
+        paths=IMAGE_PATHS,
+        context_paths=CONTEXT_PATHS,
+        steps=steps, labels=labels(site), runtime_env=runtime_env(steps)
     )
 
 

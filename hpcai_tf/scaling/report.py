@@ -19,6 +19,7 @@ from typing import ClassVar, Protocol
 
 from hpcai_tf.errors import KitError
 from hpcai_tf.files import write_bytes_atomic
+from hpcai_tf.recipes.image_labels import OCI_TITLE, OCI_VERSION
 from hpcai_tf.train.metrics_log import METRICS_FILE, read_numbered_records
 
 
@@ -163,8 +164,8 @@ def read_run(run_dir: Path) -> Run:
     wall = _number(last, "wall_time_s", f"{path}:{last_line}: {last['type']} record")
     image = _table(provenance, "image", where)
     labels = _table(image, "labels", f"{where}.image")
-    image_name = labels.get("org.opencontainers.image.title") or "host"
-    version = labels.get("org.opencontainers.image.version")
+    image_name = labels.get(OCI_TITLE) or "host"
+    version = labels.get(OCI_VERSION)
     site = provenance.get("site") or image.get("site") or "host"
     for key, value in (("site", site), ("image title", image_name), ("image version", version or "")):
         if not isinstance(value, str):

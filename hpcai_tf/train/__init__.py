@@ -4,8 +4,8 @@ Nothing here knows about sites, recipes or launchers on the host side; it reads 
 ``configs/<workload>.toml``, the command line and the environment the launcher set.
 """
 
-from hpcai_tf.train.options import JOB_SCRIPT_FLAGS
+from hpcai_tf.train.options import JOB_SCRIPT_FLAGS, set_by_job_script
 
 WORKLOADS = ("resnet50", "gw", "des")
 
-__all__ = ["JOB_SCRIPT_FLAGS", "WORKLOADS"]
+__all__ = ["JOB_SCRIPT_FLAGS", "WORKLOADS", "set_by_job_script"]

@@ -44,9 +44,35 @@ class ImagePaths:
     Apptainer binds the host's /tmp over the image's during %post, which would hide what %files put there."""
     constraints: str = "/opt/hpcai-build/constraints"
     """Where the build context's ``constraints/`` lands; every pip install of the stack reads it."""
+    wheels: str = "/opt/hpcai-build/wheels"
+    """Where the build context's ``build/wheels/`` lands (a staged Horovod wheel, or nothing)."""
+    patches: str = "/opt/hpcai-build/patches"
+    """Where the build context's ``patches/`` lands (the site's Horovod patches)."""
 
 
 IMAGE_PATHS = ImagePaths()
+
+
+@dataclass(frozen=True)
+class ContextPaths:
+    """Where a staged build context holds each input, relative to the context: `hpcai build` writes them there and
+    the recipes copy them from there into :class:`ImagePaths`."""
+
+    options: str = "build/options"
+    """``options.sh`` (CA bundle, pip index) and the CA bundle."""
+    wheels: str = "build/wheels"
+    """Prebuilt wheels the recipe may install (the host's Horovod wheel when its record matches)."""
+    recipe: str = "recipe"
+    """The rendered recipe and its provenance record."""
+    kit: str = "kit"
+    """The kit's source."""
+    constraints: str = "constraints"
+    """The site's pip constraints file."""
+    patches: str = "patches"
+    """The site's Horovod patches."""
+
+
+CONTEXT_PATHS = ContextPaths()
 
 PROVENANCE_VARIABLE = "HPCAI_PROVENANCE"
 """Names the provenance file; images set it to :attr:`ImagePaths.provenance`."""

@@ -38,6 +38,8 @@ class TrainFlag:
     """``--ranks N`` hands the flag on to every rank unchanged."""
     set_by_job_script: bool = False
     """A job script sets it itself (run directory, ranks, resume), so a job's extra train arguments may not."""
+    doc: str | None = None
+    """The flag's entry in ``docs/train-flags.md`` (Markdown), when the help line is not enough."""
 
 
 _FLAG = "hpcai_train_flag"
@@ -64,14 +66,48 @@ class TrainOptions:
     """What ``hpcai train`` was asked to do (flags beyond the configuration), one field per flag, in help order."""
 
     workload: str
-    ranks: int | None = flag("--ranks", "N", "start mpirun -np N on this node", forwarded=False, set_by_job_script=True)
-    run_dir: str | None = flag(
-        "--run-dir", "DIR", "run directory (default runs/<workload>-<time>)", forwarded=False, set_by_job_script=True
+    ranks: int | None = flag(
+        "--ranks",
+        "N",
+        "start mpirun -np N on this node",
+        forwarded=False,
+        set_by_job_script=True,
+        doc="start `mpirun -np N` on this node, each rank re-running the same command without `--ranks`",
     )
-    config_file: str | None = flag("--config", "FILE", "a TOML file overriding the workload's config")
-    smoke: bool = switch("--smoke", "reduced sizes; generates its own data if no --data")
-    data: str | None = flag("--data", "PATH", "GW: HDF5 file; DES: data directory; resnet50: shards", kind="path")
-    synthetic: bool = switch("--synthetic", "resnet50: random in-memory data (throughput)")
+    run_dir: str | None = flag(
+        "--run-dir",
+        "DIR",
+        "run directory (default runs/<workload>-<time>)",
+        forwarded=False,
+        set_by_job_script=True,
+        doc=(
+            "where `metrics.jsonl`, `checkpoint.h5`, `tensorboard/` (and smoke data) go; default "
+            "`runs/<workload>-<YYYYmmdd-HHMMSS>`"
+        ),
+    )
+    config_file: str | None = flag(
+        "--config",
+        "FILE",
+        "a TOML file overriding the workload's config",
+        doc="a TOML file overriding the workload's configuration (see [workloads.md](workloads.md))",
+    )
+    smoke: bool = switch(
+        "--smoke",
+        "reduced sizes; generates its own data if no --data",
+        doc="the reduced preset; without `--data` the ranks generate a small data set into `RUN_DIR/data/`",
+    )
+    data: str | None = flag(
+        "--data",
+        "PATH",
+        "GW: HDF5 file; DES: data directory; resnet50: shards",
+        kind="path",
+        doc="GW: an HDF5 file; DES: a shard directory or a folder of images; ResNet-50: a shard directory",
+    )
+    synthetic: bool = switch(
+        "--synthetic",
+        "resnet50: random in-memory data (throughput)",
+        doc="ResNet-50 only: random in-memory batches for throughput runs",
+    )
     epochs: int | None = flag("--epochs", "N", config_key="epochs")
     batch_per_rank: int | None = flag("--batch-per-rank", "N", config_key="batch_per_rank")
     lr: float | None = flag("--lr", "X", "base LR (per worker, or per 256 for resnet50)", config_key="optimizer.lr")
@@ -81,15 +117,47 @@ class TrainOptions:
         "--steps-per-epoch", "N", "cap/extend the steps of each epoch", config_key="steps_per_epoch"
     )
     sets: list[str] = repeated("--set", "KEY=VALUE", "any config key, e.g. model.channels=32")  # noqa: RUF009 (a field)
-    resume: bool = switch("--resume", "continue from the run's checkpoint if there is one", set_by_job_script=True)
-    deterministic: bool = switch("--deterministic", "bitwise-reproducible on CPU (fusion off, deterministic ops)")
-    mixed_precision: bool = switch("--mixed-precision", "float16 on GPUs, bfloat16 on CPUs")
-    fp16_allreduce: bool = switch("--fp16-allreduce", "Horovod fp16 gradient compression")
-    timeline: str | None = flag("--timeline", "FILE", "write a Horovod timeline", kind="path")
-    stop_after_epoch: int | None = flag(
-        "--stop-after-epoch", "K", f"stop like a preemption after epoch K (exit {EXIT_PREEMPTED})"
+    resume: bool = switch(
+        "--resume",
+        "continue from the run's checkpoint if there is one",
+        set_by_job_script=True,
+        doc=(
+            "continue from `RUN_DIR/checkpoint.h5`; without one, start fresh (the same command serves the first "
+            "run and the requeued one). Without `--run-dir` it picks the newest unfinished `runs/<workload>-*` "
+            "with a checkpoint"
+        ),
     )
-    tensorboard: bool = switch("--no-tensorboard", "do not write TensorBoard logs", negated=True)
+    deterministic: bool = switch(
+        "--deterministic",
+        "bitwise-reproducible on CPU (fusion off, deterministic ops)",
+        doc=(
+            "bitwise-reproducible on CPU, also across a stop and resume: `HOROVOD_FUSION_THRESHOLD=0`, TensorFlow "
+            "op determinism, seeds, Dropout keyed by the step (see [training.md](training.md))"
+        ),
+    )
+    mixed_precision: bool = switch(
+        "--mixed-precision",
+        "float16 on GPUs, bfloat16 on CPUs",
+        doc="Keras mixed precision: `mixed_float16` on GPUs (Keras adds loss scaling), `mixed_bfloat16` on CPUs",
+    )
+    fp16_allreduce: bool = switch(
+        "--fp16-allreduce", "Horovod fp16 gradient compression", doc="Horovod's fp16 gradient compression"
+    )
+    timeline: str | None = flag(
+        "--timeline", "FILE", "write a Horovod timeline", kind="path", doc="a Horovod timeline (`HOROVOD_TIMELINE`)"
+    )
+    stop_after_epoch: int | None = flag(
+        "--stop-after-epoch",
+        "K",
+        f"stop like a preemption after epoch K (exit {EXIT_PREEMPTED})",
+        doc=(
+            "stop after epoch K exactly as a preemption would (checkpoint, `preempted` record, exit status "
+            f"{EXIT_PREEMPTED})"
+        ),
+    )
+    tensorboard: bool = switch(
+        "--no-tensorboard", "do not write TensorBoard logs", negated=True, doc="no TensorBoard event files"
+    )
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -157,3 +225,11 @@ def forwarded_arguments(args: argparse.Namespace) -> list[str]:
 
 JOB_SCRIPT_FLAGS = tuple(each.name for _, each in train_flags() if each.set_by_job_script)
 """``hpcai train`` flags a job script sets itself (run directory, ranks, resume)."""
+
+
+def set_by_job_script(flag: str) -> str:
+    """The one-line refusal of a :data:`JOB_SCRIPT_FLAGS` flag among a job's train arguments."""
+    return (
+        f"train argument {flag}: set by the job script (the run directory is named after the job and the launcher "
+        "starts the ranks); leave it out"
+    )

@@ -22,8 +22,6 @@ from hpcai_tf.train.image_contract import IMAGE_PATHS
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "hpcai_tf"
 TEMPLATES = REPO / "containers" / "templates"
-HOROVOD_STEP = TEMPLATES / "steps" / "horovod-pip.sh.j2"
-"""Horovod's build step still spells its in-image paths out (its build switches are unified apart from this part)."""
 
 
 def string_literals(path: Path) -> list[str]:
@@ -62,10 +60,32 @@ def test_label_names_are_defined_once():
 
 
 def test_in_image_paths_are_defined_once():
-    """``/opt/hpcai`` is spelled in train/image_contract.py alone; the templates read ``paths``, except Horovod's step."""
-    help_text = "commands/build.py"  # `hpcai inspect --help` says where an image keeps its recipe
-    assert modules_with("/opt/hpcai") == [help_text, "train/image_contract.py"]
-    assert templates_with("/opt/hpcai") == [HOROVOD_STEP.relative_to(TEMPLATES).as_posix()]
+    """``/opt/hpcai`` is spelled in train/image_contract.py alone; the templates read ``paths``."""
+    assert modules_with("/opt/hpcai") == ["train/image_contract.py"]
+    assert templates_with("/opt/hpcai") == []
+
+
+def test_build_context_paths_are_defined_once():
+    """Where a build context holds its inputs (``build/options``, ``build/wheels``) is spelled in
+    train/image_contract.py alone: the context's stager and the recipes' COPY lines read ``CONTEXT_PATHS``."""
+    for where in ("build/options", "build/wheels"):
+        assert modules_with(where) == ["train/image_contract.py"], where
+        assert templates_with(f"{where} ") == [], where  # a COPY or %files source, not a comment
+        assert templates_with(f'"{where}"') == [], where
+
+
+def test_the_staged_context_holds_what_the_recipe_copies(tmp_path):
+    """Every source the local recipe copies from its context exists in the context ``hpcai build`` stages."""
+    from hpcai_tf.image.context import BuildOptions, stage_context
+    from hpcai_tf.recipes.build_inputs import build_inputs
+
+    site = load_site("local")
+    staged = stage_context(build_inputs(site), BuildOptions(wheels_dir=None), dest=tmp_path / "ctx")
+    dockerfile = (staged.path / "recipe" / "Dockerfile").read_text()
+    sources = [line.split()[1].rstrip("/") for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    assert sources, dockerfile
+    for source in sources:
+        assert (staged.path / source).is_dir(), source
 
 
 def test_the_provenance_variable_is_defined_once():

@@ -10,6 +10,7 @@ import numpy as np
 
 from hpcai_tf.errors import KitError
 from hpcai_tf.train.config import Config
+from hpcai_tf.train.data.fixed_prefetch import fixed_prefetch
 from hpcai_tf.train.data.gw_file import GwFile, GwGeneration, generate_gw_file, open_gw_file
 from hpcai_tf.train.data.gw_waveforms import WaveformSpec, generate_h22
 from hpcai_tf.train.data.overlap import overlap
@@ -104,13 +105,9 @@ class GwWorkload:
                 tf.TensorSpec((batch, gw.length, 2), tf.float32),
                 tf.TensorSpec((batch, 3), tf.float32),
             )
-            # No tf.data autotuning: it has nothing to tune here (a fixed prefetch), and with TF 2.15 its thread
-            # often made the end of model.fit wait, while the epoch's iterator was destroyed, for the thread's next
-            # wake-up (5.1 s, 10.2 s, 20.5 s ... after the iterator started): 2 of 5 smoke epochs lost 1-2 s.
-            options = tf.data.Options()
-            options.autotune.enabled = False
-            dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
-            return dataset.with_options(options)
+            # No tf.data autotuning: it has nothing to tune here; with it, 2 of 5 smoke epochs lost 1-2 s at the end
+            # of model.fit with TF 2.15 (see fixed_prefetch).
+            return fixed_prefetch(tf.data.Dataset.from_generator(generate, output_signature=signature))
 
         def train(epoch: int, skip: int):
             rng = np.random.default_rng([seed, epoch])
