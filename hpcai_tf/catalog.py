@@ -231,9 +231,17 @@ class Stack(_Strict):
         default=None, description="Miniforge release that bootstraps conda (channel = 'open-ce')."
     )
     python: Version = Field(description="Python in the image (major.minor, or exact for conda).")
-    cuda: OptionalVersion = Field(description="CUDA toolkit, or 'none' on a CPU-only image.")
-    cudnn: OptionalVersion = Field(description="cuDNN, or 'none'.")
-    nccl: OptionalVersion = Field(description="NCCL, or 'none'.")
+    cuda_source: Literal["none", "base-image", "conda", "pypi-wheels"] = Field(
+        description="Where CUDA, cuDNN and NCCL come from: 'none' (CPU-only image), 'base-image' (a CUDA base image "
+        "and NVIDIA's apt repository), 'conda' (the Open-CE channel) or 'pypi-wheels' (NVIDIA's CUDA 12 wheels that "
+        "TensorFlow's `and-cuda` extra pulls in, x86_64 pip sites; containers/cuda-wheels.toml)."
+    )
+    cuda: OptionalVersion = Field(
+        description="CUDA toolkit, or 'none' on a CPU-only image; with cuda_source = 'pypi-wheels', the version "
+        "of the nvidia-cuda-runtime-cu12 wheel."
+    )
+    cudnn: OptionalVersion = Field(description="cuDNN, or 'none' (with 'pypi-wheels', the nvidia-cudnn-cu12 wheel's).")
+    nccl: OptionalVersion = Field(description="NCCL, or 'none' (with 'pypi-wheels', the nvidia-nccl-cu12 wheel's).")
     tensorflow: Version = Field(description="TensorFlow.")
     tensorflow_package: Token = Field(description="Package that provides it: 'tensorflow', 'tensorflow-cpu'.")
     keras: Literal["tf-keras", "keras2"] = Field(
@@ -323,6 +331,20 @@ class Site(_Strict):
         gpu_stack = stack.cuda != "none"
         if gpu_stack != any(n.gpus for n in self.node_types):
             raise ValueError("stack.cuda: expected 'none' exactly when no node type has GPUs")
+        if gpu_stack != (stack.cuda_source != "none"):
+            raise ValueError("stack.cuda_source: expected 'none' exactly when stack.cuda is 'none'")
+        if stack.cuda_source == "pypi-wheels" and self.arch != "x86_64":
+            raise ValueError(
+                f"stack.cuda_source: 'pypi-wheels' needs x86_64 (TensorFlow's and-cuda wheels exist for no other "
+                f"arch), got arch {self.arch!r}"
+            )
+        if stack.cuda_source == "pypi-wheels" and stack.channel != "pip":
+            raise ValueError(
+                f"stack.cuda_source: 'pypi-wheels' needs stack.channel = 'pip' (conda solves its own CUDA), "
+                f"got {stack.channel!r}"
+            )
+        if gpu_stack and (stack.cuda_source == "conda") != (stack.channel == "open-ce"):
+            raise ValueError("stack.cuda_source: expected 'conda' exactly on an open-ce GPU site")
         if gpu_stack and "none" in (stack.cudnn, stack.nccl):
             raise ValueError("stack.cudnn: a CUDA image needs cuDNN and NCCL versions")
         if gpu_stack != (stack.horovod_gpu_operations != "none"):

@@ -34,6 +34,7 @@ from hpcai_tf.recipes import image_labels as label
 from hpcai_tf.recipes.package_managers import APT, package_manager
 from hpcai_tf.train.image_contract import IMAGE_PATHS, PROVENANCE_VARIABLE, SITE_VARIABLE, STACK_PACKAGES
 from hpcai_tf.recipes.horovod_build import horovod_build_env, site_wheel_name
+from hpcai_tf.recipes.cuda_wheels import check_cuda_wheels, cuda_wheel_pins
 
 FORMATS = {"docker": "Dockerfile", "singularity": "Singularity.def"}
 """Recipe format -> file name under ``recipes/<site>/`` (the template adds ``.j2``)."""
@@ -142,7 +143,8 @@ def stack_requirements(site: Site) -> list[str]:
 def pip_packages(site: Site) -> list[str]:
     """The pinned PyPI packages of a pip-channel image (Horovod aside: it builds in its own step)."""
     pins = {name: version for name, version in stack_pins(site).items() if name != "horovod"}
-    return [*(f"{distribution(site, name)}=={version}" for name, version in pins.items()), *site.stack.extra_pip]
+    packages = [f"{distribution(site, name)}=={version}" for name, version in pins.items()]
+    return [*packages, *cuda_wheel_pins(site), *site.stack.extra_pip]
 
 
 def native_pins(site: Site) -> dict[str, str]:
@@ -349,6 +351,7 @@ def render_provenance(site: Site) -> str:
 
 def render_site(site: Site) -> dict[str, str]:
     """Every file of ``recipes/<site>/``: file name -> text."""
+    check_cuda_wheels(site)
     files = {name: render_recipe(site, fmt) for fmt, name in FORMATS.items()}
     files[PROVENANCE] = render_provenance(site)
     return files
