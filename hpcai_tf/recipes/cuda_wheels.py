@@ -17,8 +17,16 @@ from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.files import display_path, read_text_file
 from hpcai_tf.paths import CONTAINERS_DIR
+from hpcai_tf.train.image_contract import IMAGE_PATHS
 
 CUDA_WHEELS = CONTAINERS_DIR / "cuda-wheels.toml"
+AND_CUDA_EXTRA = "and-cuda"
+"""TensorFlow's extra that pulls NVIDIA's CUDA 12 wheels (nvcc among them)."""
+WHEEL_HOME = f"{IMAGE_PATHS.kit}/cuda"
+"""Where a ``pypi-wheels`` image gathers the wheels' nvcc, headers and libraries into one CUDA root (symlinks), the
+layout Horovod's CMake build looks for under HOROVOD_CUDA_HOME and HOROVOD_NCCL_HOME."""
+WHEEL_DIRS = ("cuda_nvcc", "cuda_runtime", "nccl")
+"""The directories under ``site-packages/nvidia/`` whose bin/, include/ and lib/ the CUDA root links to."""
 PINS = ("cuda", "cudnn", "nccl")
 """The stack fields a wheel-based CUDA source pins, each the version of one wheel ([wheels] of the file)."""
 
