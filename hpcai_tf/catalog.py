@@ -264,6 +264,16 @@ class Stack(_Strict):
     )
 
 
+class Retired(_Strict):
+    """A system that no longer runs: when it stopped and the site of the catalog that took its place, if any."""
+
+    since: Text = Field(description="When the system was retired, e.g. 'November 2024'.")
+    successor: Name | None = Field(
+        default=None, description="Site id of the catalog's successor system; absent when the kit has none."
+    )
+    note: Text = Field(description="What took its place, or why the kit has no successor for it.")
+
+
 class Site(_Strict):
     """One HPC site: hardware, scheduler, container runtime, MPI and the image's pinned stack."""
 
@@ -283,6 +293,9 @@ class Site(_Strict):
     stack: Stack
     env: dict[EnvName, EnvValue] = Field(
         default_factory=dict, description="Environment exported in job scripts for Horovod, NCCL and MPI."
+    )
+    retired: Retired | None = Field(
+        default=None, description="Set on a retired system, kept as the reproduction of the paper's runs."
     )
     docs: list[Annotated[Str, StringConstraints(pattern=r"^https://[^\s]+$")]] = Field(
         default_factory=list, description="Public documentation of the system."
@@ -463,5 +476,15 @@ def load_site(site_id: str, sites_dir: Path = SITES_DIR) -> Site:
 
 
 def load_catalog(sites_dir: Path = SITES_DIR) -> list[Site]:
-    """Every site in the catalog, validated, sorted by id."""
-    return [load_site(i, sites_dir) for i in site_ids(sites_dir)]
+    """Every site in the catalog, validated, sorted by id; a retired site's successor must be one of them."""
+    sites = [load_site(i, sites_dir) for i in site_ids(sites_dir)]
+    ids = {site.id for site in sites}
+    for site in sites:
+        if site.retired and site.retired.successor and site.retired.successor not in ids:
+            shown = display_path(sites_dir / f"{site.id}.toml")
+            raise KitError(
+                f"{shown}: retired.successor: expected a site of the catalog, got {site.retired.successor!r}"
+            )
+        if site.retired and site.retired.successor == site.id:
+            raise KitError(f"{display_path(sites_dir / f'{site.id}.toml')}: retired.successor: expected another site")
+    return sites
