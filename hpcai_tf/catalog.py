@@ -231,9 +231,17 @@ class Stack(_Strict):
         default=None, description="Miniforge release that bootstraps conda (channel = 'open-ce')."
     )
     python: Version = Field(description="Python in the image (major.minor, or exact for conda).")
-    cuda: OptionalVersion = Field(description="CUDA toolkit, or 'none' on a CPU-only image.")
-    cudnn: OptionalVersion = Field(description="cuDNN, or 'none'.")
-    nccl: OptionalVersion = Field(description="NCCL, or 'none'.")
+    cuda_source: Literal["none", "base-image", "conda", "pypi-wheels"] = Field(
+        description="Where CUDA, cuDNN and NCCL come from: 'none' (CPU-only image), 'base-image' (a CUDA base image "
+        "and NVIDIA's apt repository), 'conda' (the Open-CE channel) or 'pypi-wheels' (NVIDIA's CUDA 12 wheels that "
+        "TensorFlow's `and-cuda` extra pulls in, x86_64 pip sites; containers/cuda-wheels.toml)."
+    )
+    cuda: OptionalVersion = Field(
+        description="CUDA toolkit, or 'none' on a CPU-only image; with cuda_source = 'pypi-wheels', the version "
+        "of the nvidia-cuda-runtime-cu12 wheel."
+    )
+    cudnn: OptionalVersion = Field(description="cuDNN, or 'none' (with 'pypi-wheels', the nvidia-cudnn-cu12 wheel's).")
+    nccl: OptionalVersion = Field(description="NCCL, or 'none' (with 'pypi-wheels', the nvidia-nccl-cu12 wheel's).")
     tensorflow: Version = Field(description="TensorFlow.")
     tensorflow_package: Token = Field(description="Package that provides it: 'tensorflow', 'tensorflow-cpu'.")
     keras: Literal["tf-keras", "keras2"] = Field(
@@ -256,6 +264,16 @@ class Stack(_Strict):
     )
 
 
+class Retired(_Strict):
+    """A system that no longer runs: when it stopped and the site of the catalog that took its place, if any."""
+
+    since: Text = Field(description="When the system was retired, e.g. 'November 2024'.")
+    successor: Name | None = Field(
+        default=None, description="Site id of the catalog's successor system; absent when the kit has none."
+    )
+    note: Text = Field(description="What took its place, or why the kit has no successor for it.")
+
+
 class Site(_Strict):
     """One HPC site: hardware, scheduler, container runtime, MPI and the image's pinned stack."""
 
@@ -275,6 +293,9 @@ class Site(_Strict):
     stack: Stack
     env: dict[EnvName, EnvValue] = Field(
         default_factory=dict, description="Environment exported in job scripts for Horovod, NCCL and MPI."
+    )
+    retired: Retired | None = Field(
+        default=None, description="Set on a retired system, kept as the reproduction of the paper's runs."
     )
     docs: list[Annotated[Str, StringConstraints(pattern=r"^https://[^\s]+$")]] = Field(
         default_factory=list, description="Public documentation of the system."
@@ -323,6 +344,20 @@ class Site(_Strict):
         gpu_stack = stack.cuda != "none"
         if gpu_stack != any(n.gpus for n in self.node_types):
             raise ValueError("stack.cuda: expected 'none' exactly when no node type has GPUs")
+        if gpu_stack != (stack.cuda_source != "none"):
+            raise ValueError("stack.cuda_source: expected 'none' exactly when stack.cuda is 'none'")
+        if stack.cuda_source == "pypi-wheels" and self.arch != "x86_64":
+            raise ValueError(
+                f"stack.cuda_source: 'pypi-wheels' needs x86_64 (TensorFlow's and-cuda wheels exist for no other "
+                f"arch), got arch {self.arch!r}"
+            )
+        if stack.cuda_source == "pypi-wheels" and stack.channel != "pip":
+            raise ValueError(
+                f"stack.cuda_source: 'pypi-wheels' needs stack.channel = 'pip' (conda solves its own CUDA), "
+                f"got {stack.channel!r}"
+            )
+        if gpu_stack and (stack.cuda_source == "conda") != (stack.channel == "open-ce"):
+            raise ValueError("stack.cuda_source: expected 'conda' exactly on an open-ce GPU site")
         if gpu_stack and "none" in (stack.cudnn, stack.nccl):
             raise ValueError("stack.cudnn: a CUDA image needs cuDNN and NCCL versions")
         if gpu_stack != (stack.horovod_gpu_operations != "none"):
@@ -441,5 +476,15 @@ def load_site(site_id: str, sites_dir: Path = SITES_DIR) -> Site:
 
 
 def load_catalog(sites_dir: Path = SITES_DIR) -> list[Site]:
-    """Every site in the catalog, validated, sorted by id."""
-    return [load_site(i, sites_dir) for i in site_ids(sites_dir)]
+    """Every site in the catalog, validated, sorted by id; a retired site's successor must be one of them."""
+    sites = [load_site(i, sites_dir) for i in site_ids(sites_dir)]
+    ids = {site.id for site in sites}
+    for site in sites:
+        if site.retired and site.retired.successor and site.retired.successor not in ids:
+            shown = display_path(sites_dir / f"{site.id}.toml")
+            raise KitError(
+                f"{shown}: retired.successor: expected a site of the catalog, got {site.retired.successor!r}"
+            )
+        if site.retired and site.retired.successor == site.id:
+            raise KitError(f"{display_path(sites_dir / f'{site.id}.toml')}: retired.successor: expected another site")
+    return sites

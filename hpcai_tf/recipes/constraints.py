@@ -73,8 +73,8 @@ class Resolution:
 
 
 def canonical(name: str) -> str:
-    """A project name as PEP 503 compares it."""
-    return name.lower().replace("_", "-").replace(".", "-")
+    """A project name as PEP 503 compares it (extras dropped: ``tensorflow[and-cuda]`` is ``tensorflow``)."""
+    return name.split("[")[0].lower().replace("_", "-").replace(".", "-")
 
 
 def python_minor(site: Site) -> str:

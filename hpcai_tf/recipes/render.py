@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from hpcai_tf.train.image_contract import (
     STACK_PACKAGES,
 )
 from hpcai_tf.recipes.horovod_build import horovod_build_env, site_wheel_name
+from hpcai_tf.recipes.cuda_wheels import AND_CUDA_EXTRA, WHEEL_DIRS, WHEEL_HOME, check_cuda_wheels, cuda_wheel_pins
 
 FORMATS = {"docker": "Dockerfile", "singularity": "Singularity.def"}
 """Recipe format -> file name under ``recipes/<site>/`` (the template adds ``.j2``)."""
@@ -97,7 +99,7 @@ def step_names(site: Site) -> list[str]:
     """The build steps of a site's image, in layer order (what changes least comes first)."""
     steps = ["os-packages"]
     if site.stack.channel == "pip":
-        if site.gpu:
+        if site.stack.cuda_source == "base-image":
             steps.append("cuda-libs")
         steps += [f"mpi-{site.mpi.image_source}", "python-pip", "horovod-pip"]
     else:
@@ -147,7 +149,11 @@ def stack_requirements(site: Site) -> list[str]:
 def pip_packages(site: Site) -> list[str]:
     """The pinned PyPI packages of a pip-channel image (Horovod aside: it builds in its own step)."""
     pins = {name: version for name, version in stack_pins(site).items() if name != "horovod"}
-    return [*(f"{distribution(site, name)}=={version}" for name, version in pins.items()), *site.stack.extra_pip]
+    extra = f"[{AND_CUDA_EXTRA}]" if site.stack.cuda_source == "pypi-wheels" else ""
+    packages = [
+        f"{distribution(site, name)}{extra if name == 'tensorflow' else ''}=={version}" for name, version in pins.items()
+    ]
+    return [*packages, *cuda_wheel_pins(site), *site.stack.extra_pip]
 
 
 def native_pins(site: Site) -> dict[str, str]:
@@ -243,7 +249,7 @@ def context(site: Site) -> dict[str, object]:
         "cuda_install": manager.install_commands(cuda_packages(site), change_held=True) if "cuda-libs" in steps else [],
         "mpi_install": manager.install_commands(MPI_APT_PACKAGES),
         "stack_pins": stack_pins(site),
-        "pip_packages": pip_packages(site),
+        "pip_packages": [shlex.quote(spec) for spec in pip_packages(site)],  # tensorflow[and-cuda] is a glob unquoted
         "conda_packages": conda_packages(site) if site.stack.channel == "open-ce" else [],
         "open_ce_channel": OPEN_CE_CHANNEL.format(release=site.stack.open_ce),
         "horovod_build_env": horovod_build_env(site),
@@ -251,6 +257,8 @@ def context(site: Site) -> dict[str, object]:
         "constraints": f"{IMAGE_PATHS.constraints}/{site.id}.txt" if site.stack.channel == "pip" else None,
         "kept_constraints": IMAGE_PATHS.kept_constraints,
         "cuda_series": cuda_series(site),
+        "cuda_wheel_home": WHEEL_HOME,
+        "cuda_wheel_dirs": WHEEL_DIRS,
         "mpi_series": ".".join(site.mpi.image_version.split(".")[:2]),
         "pip_version": pins["pip"],
         "setuptools_version": pins["setuptools"],
@@ -358,6 +366,7 @@ def render_provenance(site: Site) -> str:
 
 def render_site(site: Site) -> dict[str, str]:
     """Every file of ``recipes/<site>/``: file name -> text."""
+    check_cuda_wheels(site)
     files = {name: render_recipe(site, fmt) for fmt, name in FORMATS.items()}
     files[PROVENANCE] = render_provenance(site)
     return files

@@ -48,6 +48,8 @@ class Evidence:
 
     current_tensorflow: str
     sites: dict[str, dict[str, Mark]]
+    not_built: dict[str, str] = field(default_factory=dict)
+    """``[not_built]``: a site the reference machine could build but no test builds yet -> why."""
     benchmark: dict = field(default_factory=dict)
     """``[benchmark]``: what ``bench/tf_stacks.py`` printed (when, the load, a Markdown table, the ratios)."""
 
@@ -76,7 +78,13 @@ def read_evidence(path: Path = EVIDENCE_FILE) -> Evidence:
     benchmark = data.get("benchmark", {})
     if benchmark and not all(isinstance(benchmark.get(k), str) for k in ("command", "when", "load", "table")):
         raise KitError(f"{shown}: benchmark: expected strings command, when, load and table")
-    return Evidence(current_tensorflow=current, sites=sites, benchmark=benchmark)
+    not_built = data.get("not_built", {})
+    if not isinstance(not_built, dict) or not all(isinstance(v, str) and v for v in not_built.values()):
+        raise KitError(f"{shown}: not_built: expected site id = reason (a string) entries")
+    for site_id in not_built:
+        if site_id in sites:
+            raise KitError(f"{shown}: not_built.{site_id}: the site has marks; expected one or the other")
+    return Evidence(current_tensorflow=current, sites=sites, not_built=not_built, benchmark=benchmark)
 
 
 def era(site: Site, current: str) -> str:
@@ -103,13 +111,13 @@ def _mpi(site: Site) -> str:
     return f"host {mpi.flavour} {mpi.host_version}, image Open MPI {mpi.image_version} ({mpi.model})"
 
 
-def _exercised(site: Site, marks: dict[str, Mark]) -> str:
+def _exercised(site: Site, marks: dict[str, Mark], not_built: str | None = None) -> str:
     if marks:
         return ", ".join(name for name in MARKS if name in marks)
     blockers = build_blockers(site, REFERENCE_HOST)
     if blockers:
         return "rendered only: it " + "; and it ".join(b.reason for b in blockers)
-    return "rendered only: no test builds it here"
+    return "rendered only: no test builds it here" + (f" ({not_built})" if not_built else "")
 
 
 def _cell(text: str) -> str:
@@ -119,7 +127,7 @@ def _cell(text: str) -> str:
 def compatibility_page(sites: list[Site], evidence: Evidence | None = None) -> str:
     """The whole page."""
     evidence = evidence or read_evidence()
-    unknown = sorted(set(evidence.sites) - {s.id for s in sites})
+    unknown = sorted((set(evidence.sites) | set(evidence.not_built)) - {s.id for s in sites})
     if unknown:
         raise KitError(f"{display_path(EVIDENCE_FILE)}: sites.{unknown[0]}: not a site of the catalog")
     header = ("site", "era", "Python", "TensorFlow", "Keras API", "Horovod", "MPI", "CUDA", "on the reference machine")
@@ -143,7 +151,7 @@ def compatibility_page(sites: list[Site], evidence: Evidence | None = None) -> s
             _horovod(site),
             _mpi(site),
             stack.cuda,
-            _exercised(site, evidence.sites.get(site.id, {})),
+            _exercised(site, evidence.sites.get(site.id, {}), evidence.not_built.get(site.id)),
         )
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
     lines += ["", "## What fails when a mark stops being true", ""]

@@ -39,6 +39,15 @@ CASES: dict[str, dict] = {
     "bridges-ai-1n": dict(site="bridges-ai", nodes=1, image="/pylon5/hpcai/hpcai-bridges-ai.sif"),
     "bridges-ai-4n": dict(site="bridges-ai", nodes=4, image="/pylon5/hpcai/hpcai-bridges-ai.sif", time="12:00"),
     "bridges-ai-dgx2": dict(site="bridges-ai", nodes=1, node_type="dgx2", image="/pylon5/hpcai/hpcai-bridges-ai.sif"),
+    # Delta and Bridges-2: the successors, CUDA from NVIDIA's wheels; both ask for an account
+    "delta-1n": dict(site="delta", nodes=1, account="bbxx-delta-gpu", image="/projects/bbxx/hpcai-delta.sif"),
+    "bridges-2-1n": dict(
+        site="bridges-2", nodes=1, account="cis000000p", image="/ocean/projects/cis000000p/hpcai-bridges-2.sif"
+    ),
+    "delta-2n": dict(site="delta", nodes=2, account="bbxx-delta-gpu", image="/projects/bbxx/hpcai-delta.sif"),
+    "bridges-2-2n": dict(
+        site="bridges-2", nodes=2, account="cis000000p", image="/ocean/projects/cis000000p/hpcai-bridges-2.sif"
+    ),
     # Summit: LSF + jsrun; one resource set per GPU, or one per node
     "summit-2n": dict(site="summit", nodes=2, account="CSC123", image="/gpfs/alpine/csc123/hpcai-summit.sif"),
     "summit-128n-node-layout": dict(

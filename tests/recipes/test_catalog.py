@@ -16,9 +16,11 @@ from hpcai_tf.paths import SITES_DIR
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_catalog_has_the_five_sites():
-    """hal, bridges-ai, summit, local and local-tf215 (local's 2023 stack), each validated by the schema."""
-    assert [s.id for s in load_catalog()] == ["bridges-ai", "hal", "local", "local-tf215", "summit"]
+def test_catalog_has_the_seven_sites():
+    """hal, bridges-ai, summit, local, local-tf215 (local's 2023 stack) and the successors delta and bridges-2, each
+    validated by the schema."""
+    ids = ["bridges-2", "bridges-ai", "delta", "hal", "local", "local-tf215", "summit"]
+    assert [s.id for s in load_catalog()] == ids
 
 
 def test_local_tf215_is_local_with_the_2023_stack():
@@ -146,7 +148,7 @@ def test_unknown_site_is_one_line_error(hpcai, tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "hpcai: error: unknown site 'frontier': no containers/sites/frontier.toml; "
-        "known sites: bridges-ai, hal, local, local-tf215, summit"
+        "known sites: bridges-2, bridges-ai, delta, hal, local, local-tf215, summit"
     )
     assert not (tmp_path / "out").exists()
 

@@ -24,7 +24,8 @@ def test_sites_table_lists_each_site_and_its_pins(hpcai):
     result = hpcai("sites")
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| `")]
-    assert [row.split("|")[1].strip() for row in rows] == ["`bridges-ai`", "`hal`", "`local`", "`local-tf215`", "`summit`"]
+    ids = ["bridges-2", "bridges-ai", "delta", "hal", "local", "local-tf215", "summit"]
+    assert [row.split("|")[1].strip() for row in rows] == [f"`{i}`" for i in ids]
     local = next(row for row in rows if "`local`" in row)
     assert "tensorflow-cpu 2.21.0" in local and "| 0.28.1 +2 patches |" in local
     old = next(row for row in rows if "`local-tf215`" in row)

@@ -223,3 +223,19 @@ def test_summit_singularity_environment_and_post():
     """summit: the same steps as one %post, the run-time environment in %environment."""
     text = render_recipe(load_site("summit"), "singularity")
     assert text[text.index("%environment"):text.index("%test")] == SUMMIT_POST
+
+
+def test_delta_takes_cuda_from_the_wheels():
+    """delta: no cuda-libs step (no NVIDIA apt repository); tensorflow[and-cuda] and the pinned CUDA runtime, cuDNN
+    and NCCL wheels; Horovod's NCCL build against one CUDA root gathered from the wheels."""
+    assert list(steps("delta")) == ["os-packages", "mpi-apt", "python-pip", "horovod-pip", "stack-check", "kit"]
+    install = steps("delta")["python-pip"].commands[4]
+    assert "tensorflow[and-cuda]==2.21.0" in install
+    assert "nvidia-cuda-runtime-cu12==12.9.79 nvidia-cudnn-cu12==9.28.0.42 nvidia-nccl-cu12==2.32.3" in install
+    horovod = steps("delta")["horovod-pip"].commands
+    assert horovod[1] == "nvidia=\"$(python -c 'import nvidia; print(nvidia.__path__[0])')\""
+    assert horovod[2] == "mkdir -p /opt/hpcai/cuda/bin /opt/hpcai/cuda/include /opt/hpcai/cuda/lib64"
+    assert [c for c in horovod if "cp -rs" in c and "$nvidia/nccl/" in c]
+    build = next(c for c in horovod if "pip wheel" in c)
+    assert "HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_CUDA_HOME=/opt/hpcai/cuda HOROVOD_NCCL_HOME=/opt/hpcai/cuda" in build
+    assert horovod[-1] == "ldconfig"
