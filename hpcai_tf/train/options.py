@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hpcai_tf.train.metrics_log import METRICS_FILE
 from hpcai_tf.train.signals import EXIT_PREEMPTED
 
 Kind = Literal["value", "path", "switch", "negated switch", "list"]
@@ -81,7 +82,7 @@ class TrainOptions:
         forwarded=False,
         set_by_job_script=True,
         doc=(
-            "where `metrics.jsonl`, `checkpoint.h5`, `tensorboard/` (and smoke data) go; default "
+            f"where `{METRICS_FILE}`, `checkpoint.h5`, `tensorboard/` (and smoke data) go; default "
             "`runs/<workload>-<YYYYmmdd-HHMMSS>`"
         ),
     )

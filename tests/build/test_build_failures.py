@@ -155,6 +155,9 @@ def test_interrupted_build_leaves_no_image_under_the_final_tag(docker_engine, ba
         text=True,
         env=docker_engine.env(HPCAI_ROOT=str(kit_root)),
         cwd=REPO,
+        # A run started in the background by a non-interactive shell inherits SIGINT ignored, and Python then installs
+        # no KeyboardInterrupt handler: restore the default so that the interrupt below is a Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         _wait_for(proc.stdout, "waiting for the sentinel", timeout=600)

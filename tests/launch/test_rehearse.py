@@ -148,7 +148,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(args, named, tmp_path):
     if args[1] == "summit":
         assert line == (
             "hpcai: error: --site: site summit runs lsf with jsrun, which cannot run here; rehearse emulates Slurm "
-            "sites only (bridges-ai, hal, local, local-tf215)"
+            "sites only (bridges-2, bridges-ai, delta, hal, local, local-tf215)"
         )
 
 

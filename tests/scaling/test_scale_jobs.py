@@ -179,7 +179,9 @@ def test_scheduler_output_without_a_state_is_one_line_error():
 
 # Each site's example study, worked out by hand from its catalog node type: 1, one node, 2 and 4 nodes it has.
 EXAMPLE_COUNTS = {
+    "bridges-2": [1, 8, 16, 32],  # 8 V100s per node
     "bridges-ai": [1, 8, 16, 32],  # 8 V100s per node
+    "delta": [1, 4, 8, 16],  # 4 A100s per node
     "hal": [1, 4, 8, 16],  # 4 V100s per node
     "local": [1, 2],  # one node of 2 cores
     "local-tf215": [1, 2],
