@@ -480,11 +480,12 @@ def load_catalog(sites_dir: Path = SITES_DIR) -> list[Site]:
     sites = [load_site(i, sites_dir) for i in site_ids(sites_dir)]
     ids = {site.id for site in sites}
     for site in sites:
-        if site.retired and site.retired.successor and site.retired.successor not in ids:
-            shown = display_path(sites_dir / f"{site.id}.toml")
-            raise KitError(
-                f"{shown}: retired.successor: expected a site of the catalog, got {site.retired.successor!r}"
-            )
-        if site.retired and site.retired.successor == site.id:
-            raise KitError(f"{display_path(sites_dir / f'{site.id}.toml')}: retired.successor: expected another site")
+        successor = site.retired.successor if site.retired else None
+        if successor is None:
+            continue
+        shown = display_path(sites_dir / f"{site.id}.toml")
+        if successor not in ids:
+            raise KitError(f"{shown}: retired.successor: expected a site of the catalog, got {successor!r}")
+        if successor == site.id:
+            raise KitError(f"{shown}: retired.successor: expected another site")
     return sites

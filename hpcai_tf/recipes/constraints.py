@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcai_tf.catalog import Site
-from hpcai_tf.files import display_path
 from hpcai_tf.errors import KitError
+from hpcai_tf.files import display_path
 from hpcai_tf.recipes.horovod_build import horovod_build_vars
 from hpcai_tf.recipes.render import (
     bootstrap_pins,

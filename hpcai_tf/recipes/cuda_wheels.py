@@ -7,10 +7,10 @@ pins outside the ranges the TensorFlow pin's wheel declares, in one line naming 
 
 from __future__ import annotations
 
-import tomllib
 from functools import cache
 from pathlib import Path
 
+import tomllib
 from pip._vendor.packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from hpcai_tf.catalog import Site
@@ -22,9 +22,8 @@ from hpcai_tf.train.image_contract import IMAGE_PATHS
 CUDA_WHEELS = CONTAINERS_DIR / "cuda-wheels.toml"
 AND_CUDA_EXTRA = "and-cuda"
 """TensorFlow's extra that pulls NVIDIA's CUDA 12 wheels (nvcc among them)."""
-WHEEL_HOME = f"{IMAGE_PATHS.kit}/cuda"
-"""Where a ``pypi-wheels`` image gathers the wheels' nvcc, headers and libraries into one CUDA root (symlinks), the
-layout Horovod's CMake build looks for under HOROVOD_CUDA_HOME and HOROVOD_NCCL_HOME."""
+WHEEL_HOME = IMAGE_PATHS.cuda_wheels_root
+"""Where a ``pypi-wheels`` image gathers the wheels' nvcc, headers and libraries into one CUDA root."""
 WHEEL_DIRS = ("cuda_nvcc", "cuda_runtime", "nccl")
 """The directories under ``site-packages/nvidia/`` whose bin/, include/ and lib/ the CUDA root links to."""
 PINS = ("cuda", "cudnn", "nccl")

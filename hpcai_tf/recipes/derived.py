@@ -67,7 +67,11 @@ def render_derived(site: Site, name: str, pip: list[str], apt: list[str]) -> dic
         "context_paths": CONTEXT_PATHS,
         "os_install": package_manager(site).install_commands(apt) if apt else [],
         # The definition's base is a SIF file, not a reference: it names no base image.
-        "docker_labels": [(label.OCI_TITLE, name), (label.OCI_BASE_NAME, base_tag), (label.DERIVED_FROM_LABEL, site.id)],
+        "docker_labels": [
+            (label.OCI_TITLE, name),
+            (label.OCI_BASE_NAME, base_tag),
+            (label.DERIVED_FROM_LABEL, site.id),
+        ],
         "sif_labels": [(label.OCI_TITLE, name), (label.DERIVED_FROM_LABEL, site.id)],
         "base_tag": base_tag,
         "base_sif": sif_path(site),

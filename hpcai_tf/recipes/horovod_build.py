@@ -193,5 +193,7 @@ if __name__ == "__main__":  # scripts/setup-venv.sh
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m hpcai_tf.recipes.horovod_build SITE_FILE")
     if _installed_tensorflow() == "none":
-        raise SystemExit("horovod_build: no tensorflow-cpu or tensorflow to build against; requirements/lock.txt pins one")
+        raise SystemExit(
+            "horovod_build: no tensorflow-cpu or tensorflow to build against; requirements/lock.txt pins one"
+        )
     print(shell_assignments(load_site_file(Path(sys.argv[1]))))

@@ -6,10 +6,11 @@ the compatibility matrix prints the same rules. Conda sites take a Horovod their
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+import tomllib
 
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError

@@ -20,8 +20,8 @@ import jinja2
 
 from hpcai_tf import __version__
 from hpcai_tf.catalog import Site
-from hpcai_tf.files import display_path, write_atomic
 from hpcai_tf.errors import KitError
+from hpcai_tf.files import display_path, write_atomic
 from hpcai_tf.paths import (
     CONSTRAINTS_DIR,
     IMAGES_DIR,
@@ -32,6 +32,8 @@ from hpcai_tf.paths import (
     TEMPLATES_DIR,
 )
 from hpcai_tf.recipes import image_labels as label
+from hpcai_tf.recipes.cuda_wheels import AND_CUDA_EXTRA, WHEEL_DIRS, WHEEL_HOME, check_cuda_wheels, cuda_wheel_pins
+from hpcai_tf.recipes.horovod_build import horovod_build_env, site_wheel_name
 from hpcai_tf.recipes.package_managers import APT, package_manager
 from hpcai_tf.train.image_contract import (
     CONTEXT_PATHS,
@@ -40,15 +42,11 @@ from hpcai_tf.train.image_contract import (
     SITE_VARIABLE,
     STACK_PACKAGES,
 )
-from hpcai_tf.recipes.horovod_build import horovod_build_env, site_wheel_name
-from hpcai_tf.recipes.cuda_wheels import AND_CUDA_EXTRA, WHEEL_DIRS, WHEEL_HOME, check_cuda_wheels, cuda_wheel_pins
 
 FORMATS = {"docker": "Dockerfile", "singularity": "Singularity.def"}
 """Recipe format -> file name under ``recipes/<site>/`` (the template adds ``.j2``)."""
 PROVENANCE = "provenance.json"
 OPEN_CE_CHANNEL = "https://ftp.osuosl.org/pub/open-ce/{release}/"
-""":attr:`ImagePaths.options <hpcai_tf.train.image_contract.ImagePaths.options>`, under the name the build context
-(:mod:`hpcai_tf.image.context`) imports."""
 CUDNN_APT_PACKAGES = {"8": ("libcudnn8", "libcudnn8-dev")}
 """cuDNN major release -> its runtime and development packages in NVIDIA's apt repository."""
 NCCL_APT_PACKAGES = ("libnccl2", "libnccl-dev")
@@ -151,7 +149,8 @@ def pip_packages(site: Site) -> list[str]:
     pins = {name: version for name, version in stack_pins(site).items() if name != "horovod"}
     extra = f"[{AND_CUDA_EXTRA}]" if site.stack.cuda_source == "pypi-wheels" else ""
     packages = [
-        f"{distribution(site, name)}{extra if name == 'tensorflow' else ''}=={version}" for name, version in pins.items()
+        f"{distribution(site, name)}{extra if name == 'tensorflow' else ''}=={version}"
+        for name, version in pins.items()
     ]
     return [*packages, *cuda_wheel_pins(site), *site.stack.extra_pip]
 
@@ -321,7 +320,9 @@ def render_recipe(site: Site, fmt: str) -> str:
         site=site,
         paths=IMAGE_PATHS,
         context_paths=CONTEXT_PATHS,
-        steps=steps, labels=labels(site), runtime_env=runtime_env(steps)
+        steps=steps,
+        labels=labels(site),
+        runtime_env=runtime_env(steps),
     )
 
 
@@ -343,7 +344,8 @@ def constraints_file(site: Site) -> Path | None:
 
 
 def render_provenance(site: Site) -> str:
-    """The image's provenance record (``ImagePaths.provenance``): site, kit version, labels, the MPI model and the constraints."""
+    """The image's provenance record (``ImagePaths.provenance``): site, kit version, labels, the MPI model and the
+    constraints."""
     path = constraints_file(site)
     constraints = path and {
         "file": path.relative_to(KIT_ROOT).as_posix(),

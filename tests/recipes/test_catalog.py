@@ -59,9 +59,19 @@ def test_local_site_pins_the_stack_the_host_builds():
     assert lock["mpi4py"] == local.stack.mpi4py
     assert lock["h5py"] == local.stack.h5py
     assert "tf-keras" not in lock and "horovod" not in lock  # setup-venv installs both, from the site's stack
-    printed = subprocess.run(["bash", "-c", 'eval "$(scripts/setup-venv.sh --print-stack)"; '
-                              'printf "%s\\n" "$horovod_version" "$horovod_patches" "$tf_keras"'],
-                             cwd=REPO, capture_output=True, text=True, check=True, timeout=60).stdout
+    printed = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'eval "$(scripts/setup-venv.sh --print-stack)"; '
+            'printf "%s\\n" "$horovod_version" "$horovod_patches" "$tf_keras"',
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert printed.splitlines() == [local.stack.horovod, " ".join(local.stack.horovod_patches), local.stack.tensorflow]
 
 

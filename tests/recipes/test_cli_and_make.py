@@ -43,8 +43,15 @@ def test_every_command_has_help(hpcai):
 
 def _make(*targets: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
-    return subprocess.run(["make", "--no-print-directory", *targets], cwd=REPO, capture_output=True, text=True,
-                          env=env, timeout=900, check=False)
+    return subprocess.run(
+        ["make", "--no-print-directory", *targets],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
 
 
 def test_make_help_lists_the_targets():

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from hpcai_tf.recipes.build_inputs import build_inputs
-from hpcai_tf.image.context import BuildOptions, stage_context
 from hpcai_tf.catalog import load_catalog, load_site
+from hpcai_tf.errors import KitError
+from hpcai_tf.image.context import BuildOptions, stage_context
+from hpcai_tf.paths import SITES_DIR
+from hpcai_tf.recipes.build_inputs import build_inputs
 from hpcai_tf.recipes.constraints import (
     MARKERS,
     PINNED,
@@ -31,8 +33,6 @@ from hpcai_tf.recipes.constraints import (
     stale_reason,
     top_level_pins,
 )
-from hpcai_tf.errors import KitError
-from hpcai_tf.paths import SITES_DIR
 from hpcai_tf.recipes.render import CONSTRAINTS_DIR, constraints_path, render_provenance
 
 PIP_SITES = [s.id for s in load_catalog() if s.stack.channel == "pip"]
@@ -65,8 +65,10 @@ def test_provenance_records_the_constraints_digest():
     """provenance.json: the file and its sha256 on a pip site, null on a conda site."""
     local = load_site("local")
     record = json.loads(render_provenance(local))["constraints"]
-    assert record == {"file": "containers/constraints/local.txt",
-                      "sha256": hashlib.sha256(constraints_path(local).read_bytes()).hexdigest()}
+    assert record == {
+        "file": "containers/constraints/local.txt",
+        "sha256": hashlib.sha256(constraints_path(local).read_bytes()).hexdigest(),
+    }
     assert json.loads(render_provenance(load_site("summit")))["constraints"] is None
 
 
@@ -87,8 +89,9 @@ def test_a_changed_pin_makes_the_build_refuse_the_stale_constraints(bumped_catal
         check_constraints(site)
     assert str(err.value).startswith("site local: ") and str(err.value).endswith(
         "constraints/local.txt was resolved for other pins (the catalog now has numpy==2.4.5); "
-        "run `hpcai constraints --site local` (make constraints)")
-    with pytest.raises(KitError, match="numpy==2.4.5"):
+        "run `hpcai constraints --site local` (make constraints)"
+    )
+    with pytest.raises(KitError, match=re.escape("numpy==2.4.5")):
         stage_context(build_inputs(site), BuildOptions(wheels_dir=None), dest=tmp_path / "ctx")
     assert not (tmp_path / "ctx").exists()
 
@@ -108,9 +111,19 @@ typing_extensions==4.16.0
 
 def test_constraints_text_holds_only_what_the_pins_pull_in():
     """local: the header says how and when; the body is the resolution less the top-level pins, by name."""
-    versions = {"tensorflow-cpu": "2.21.0", "protobuf": "7.36.2", "numpy": "2.4.6", "typing_extensions": "4.16.0",
-                "mpi4py": "4.1.2", "h5py": "3.14.0", "lalsuite": "7.26.16", "GalSim": "2.8.5",
-                "LSSTDESC.Coord": "1.3.1", "setuptools": "80.9.0", "wheel": "0.45.1"}
+    versions = {
+        "tensorflow-cpu": "2.21.0",
+        "protobuf": "7.36.2",
+        "numpy": "2.4.6",
+        "typing_extensions": "4.16.0",
+        "mpi4py": "4.1.2",
+        "h5py": "3.14.0",
+        "lalsuite": "7.26.16",
+        "GalSim": "2.8.5",
+        "LSSTDESC.Coord": "1.3.1",
+        "setuptools": "80.9.0",
+        "wheel": "0.45.1",
+    }
     resolution = Resolution(versions=versions, pip_version="25.3", environment={})
     text = render_constraints(load_site("local"), resolution, "https://pypi.org/simple", "2026-11-22")
     assert text == LOCAL_CONSTRAINTS
@@ -124,10 +137,19 @@ def test_a_top_level_pin_resolved_elsewhere_is_refused():
 
 
 def _report(requires: str) -> dict:
-    env = {"python_version": "3.10", "python_full_version": "3.10.0", "implementation_version": "3.10.0",
-           "platform_machine": "x86_64", "sys_platform": "linux", "os_name": "posix", "platform_system": "Linux",
-           "implementation_name": "cpython", "platform_python_implementation": "CPython", "platform_release": "",
-           "platform_version": ""}
+    env = {
+        "python_version": "3.10",
+        "python_full_version": "3.10.0",
+        "implementation_version": "3.10.0",
+        "platform_machine": "x86_64",
+        "sys_platform": "linux",
+        "os_name": "posix",
+        "platform_system": "Linux",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_version": "",
+    }
     return {"environment": env, "install": [{"metadata": {"name": "pkg", "requires_dist": [requires]}}]}
 
 

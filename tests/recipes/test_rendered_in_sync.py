@@ -5,10 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
 from hpcai_tf.catalog import load_catalog
-from hpcai_tf.recipes.render import image_tag, render_site
+from hpcai_tf.recipes.render import image_tag
 
 REPO = Path(__file__).resolve().parents[2]
 SITES = [s.id for s in load_catalog()]

@@ -19,9 +19,9 @@ def test_the_stack_check_of_the_build_checks_every_package():
     """local: the build's stack-check compares each of the stack's packages with its pin (it compared TensorFlow,
     Horovod and NumPy only, while the in-image self-test also checked mpi4py and h5py)."""
     assert render_steps(load_site("local"))[-2].commands[0] == (
-        "python -c 'import importlib, sys; want = {\"h5py\": \"3.14.0\", \"horovod\": \"0.28.1\", \"mpi4py\": \"4.1.2\", "
-        "\"numpy\": \"2.4.6\", \"tensorflow\": \"2.21.0\"}; got = {name: importlib.import_module(name).__version__ for "
-        "name in want}; sys.exit(0 if got == want else \"stack mismatch: got %s, pinned %s\" % (got, want))'"
+        'python -c \'import importlib, sys; want = {"h5py": "3.14.0", "horovod": "0.28.1", "mpi4py": "4.1.2", '
+        '"numpy": "2.4.6", "tensorflow": "2.21.0"}; got = {name: importlib.import_module(name).__version__ for '
+        'name in want}; sys.exit(0 if got == want else "stack mismatch: got %s, pinned %s" % (got, want))\''
     )
 
 

@@ -18,8 +18,15 @@ def steps(site_id: str) -> dict:
 def test_step_order_per_channel():
     """Layer order: least-changing first, the kit last; conda sites take TF, Horovod and MPI in one step."""
     assert list(steps("local")) == ["os-packages", "mpi-apt", "python-pip", "horovod-pip", "stack-check", "kit"]
-    assert list(steps("bridges-ai")) == ["os-packages", "cuda-libs", "mpi-source", "python-pip", "horovod-pip",
-                                         "stack-check", "kit"]
+    assert list(steps("bridges-ai")) == [
+        "os-packages",
+        "cuda-libs",
+        "mpi-source",
+        "python-pip",
+        "horovod-pip",
+        "stack-check",
+        "kit",
+    ]
     assert list(steps("summit")) == ["os-packages", "python-conda", "stack-check", "kit"]
 
 
@@ -40,11 +47,15 @@ def test_cpu_pip_environment():
     """local: a venv with the pinned CPU TensorFlow under the site's constraints, its Python version asserted first;
     tf-keras without its dependencies, and tf.keras set to it."""
     step = steps("local")["python-pip"]
-    assert step.env == {"PATH": "/opt/hpcai/venv/bin:$PATH", "VIRTUAL_ENV": "/opt/hpcai/venv", "TF_USE_LEGACY_KERAS": "1"}
+    assert step.env == {
+        "PATH": "/opt/hpcai/venv/bin:$PATH",
+        "VIRTUAL_ENV": "/opt/hpcai/venv",
+        "TF_USE_LEGACY_KERAS": "1",
+    }
     assert step.files == [("constraints", "/opt/hpcai-build/constraints")]
     assert step.commands == [
         ". /opt/hpcai-build/options/options.sh",
-        "python3 -c 'import platform, sys; v = platform.python_version(); sys.exit(0 if (v + \".\").startswith(\"3.11.2.\") else \"python \" + v + \" is not the pinned 3.11.2\")'",
+        'python3 -c \'import platform, sys; v = platform.python_version(); sys.exit(0 if (v + ".").startswith("3.11.2.") else "python " + v + " is not the pinned 3.11.2")\'',
         "python3 -m venv /opt/hpcai/venv",
         "/opt/hpcai/venv/bin/pip install --no-cache-dir pip==25.3 setuptools==80.9.0 wheel==0.45.1",
         "/opt/hpcai/venv/bin/pip install --no-cache-dir --constraint /opt/hpcai-build/constraints/local.txt tensorflow-cpu==2.21.0 numpy==2.4.6 mpi4py==4.1.2 h5py==3.14.0 lalsuite==7.26.16 galsim==2.8.5",
@@ -56,7 +67,10 @@ def test_cpu_pip_environment_of_the_2023_stack():
     """local-tf215: TensorFlow 2.15.1 with NumPy 1.26.4; tf.keras is Keras 2 already, no tf-keras, no variable."""
     step = steps("local-tf215")["python-pip"]
     assert step.env == {"PATH": "/opt/hpcai/venv/bin:$PATH", "VIRTUAL_ENV": "/opt/hpcai/venv"}
-    assert step.commands[-1] == "/opt/hpcai/venv/bin/pip install --no-cache-dir --constraint /opt/hpcai-build/constraints/local-tf215.txt tensorflow-cpu==2.15.1 numpy==1.26.4 mpi4py==4.1.2 h5py==3.16.0 lalsuite==7.26.16 galsim==2.8.5"
+    assert (
+        step.commands[-1]
+        == "/opt/hpcai/venv/bin/pip install --no-cache-dir --constraint /opt/hpcai-build/constraints/local-tf215.txt tensorflow-cpu==2.15.1 numpy==1.26.4 mpi4py==4.1.2 h5py==3.16.0 lalsuite==7.26.16 galsim==2.8.5"
+    )
 
 
 def test_cuda_libraries_from_nvidia_apt_pinned():
@@ -93,7 +107,7 @@ def test_horovod_with_nccl_on_a_gpu_image():
     assert step.commands == [
         ". /opt/hpcai-build/options/options.sh",
         "ldconfig /usr/local/cuda/lib64/stubs",
-        "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_GPU_OPERATIONS=NCCL MAKEFLAGS=\"-j$(nproc)\" pip install --no-cache-dir --no-build-isolation --constraint /opt/hpcai-build/constraints/bridges-ai.txt --find-links /opt/hpcai-build/wheels horovod==0.28.1",
+        'HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_GPU_OPERATIONS=NCCL MAKEFLAGS="-j$(nproc)" pip install --no-cache-dir --no-build-isolation --constraint /opt/hpcai-build/constraints/bridges-ai.txt --find-links /opt/hpcai-build/wheels horovod==0.28.1',
         "ldconfig",
     ]
 
@@ -111,7 +125,7 @@ def test_kit_step_keeps_the_constraints_of_a_pip_site_only():
     assert not any("constraints" in command for command in steps("summit")["kit"].commands)
 
 
-SUMMIT_DOCKERFILE = r'''# hpcai image recipe for site "summit": Summit, Oak Ridge Leadership Computing Facility (OLCF).
+SUMMIT_DOCKERFILE = r"""# hpcai image recipe for site "summit": Summit, Oak Ridge Leadership Computing Facility (OLCF).
 # Rendered by `hpcai render` from containers/sites/summit.toml and containers/templates/: do not edit.
 # Build it with `hpcai build --site summit` (or `make image SITE=summit`), which stages the build
 # context: build/options/ (options.sh: CA bundle, mirrors), build/wheels/ (prebuilt wheels), recipe/ and kit/.
@@ -171,7 +185,7 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/hpcai/src \
  && hpcai --version
 
 CMD ["hpcai", "--help"]
-'''
+"""
 
 
 def test_summit_dockerfile():
@@ -179,7 +193,7 @@ def test_summit_dockerfile():
     assert render_recipe(load_site("summit"), "docker") == SUMMIT_DOCKERFILE
 
 
-SUMMIT_POST = r'''%environment
+SUMMIT_POST = r"""%environment
     export PATH="/opt/hpcai/venv/bin:$PATH"
     export CONDA_PREFIX="/opt/hpcai/venv"
     export HPCAI_SITE="summit"
@@ -216,13 +230,13 @@ SUMMIT_POST = r'''%environment
     pip freeze --all > /opt/hpcai/packages.txt
     hpcai --version
 
-'''
+"""
 
 
 def test_summit_singularity_environment_and_post():
     """summit: the same steps as one %post, the run-time environment in %environment."""
     text = render_recipe(load_site("summit"), "singularity")
-    assert text[text.index("%environment"):text.index("%test")] == SUMMIT_POST
+    assert text[text.index("%environment") : text.index("%test")] == SUMMIT_POST
 
 
 def test_delta_takes_cuda_from_the_wheels():
