@@ -21,6 +21,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 RESULT = "RESULT "
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+SMALL_RESNET = ["--smoke", "--synthetic", "--set", "model.image_size=64", "--batch-per-rank", "16"]
+SMALL_RESNET += ["--steps-per-epoch", "12", "--epochs", "3"]
+"""``hpcai train resnet50`` arguments of the benchmarks' small-image ResNet-50: 64x64 synthetic images, batch 16
+per rank, 3 epochs of 12 steps."""
 
 
 def kit_settings() -> dict[str, str]:

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import ONE_THREAD, REPO, container_env, load_average
+from _common import ONE_THREAD, REPO, SMALL_RESNET, container_env, load_average
 
 sys.path.insert(0, str(REPO))
 
@@ -30,18 +30,7 @@ STACKS = ("local-tf215", "local")
 ROUNDS = 2
 WORKLOADS = {
     "gw": ["--smoke", "--data", "/work/gw.h5", "--epochs", "4"],
-    "resnet50": [
-        "--smoke",
-        "--synthetic",
-        "--set",
-        "model.image_size=64",
-        "--batch-per-rank",
-        "16",
-        "--steps-per-epoch",
-        "12",
-        "--epochs",
-        "3",
-    ],
+    "resnet50": SMALL_RESNET,
 }
 ENV = container_env(**ONE_THREAD)
 

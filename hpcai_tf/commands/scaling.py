@@ -84,18 +84,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     estimate = sub.add_parser(
         "estimate",
-        help="predict data-parallel scaling on a site from a per-device step time",
+        help="predict data-parallel scaling on a site from a per-device step time, a calibration or a curve",
         description="A performance model of Horovod data-parallel training (docs/performance-model.md): ring or "
-        "hierarchical allreduce over the site's links, tensor fusion, overlap with the backward pass.",
+        "hierarchical allreduce over the site's links, tensor fusion, overlap with the backward pass, the "
+        "reduction's cost, a per-step overhead, contention on a busy node and the slowest rank. It uses the "
+        "site's calibration (hpcai calibrate) when one exists, and says where each figure comes from.",
     )
     estimate.add_argument("workload", help="resnet50, gw or des")
     estimate.add_argument("--site", required=True, help="site id from the catalog")
     estimate.add_argument("--node-type", help="node type (default: the site's default)")
-    estimate.add_argument("--gpus", type=_counts, required=True, help="device counts, e.g. 1,8,64")
-    source = estimate.add_mutually_exclusive_group(required=True)
+    estimate.add_argument("--gpus", type=_counts, help="device counts, e.g. 1,8,64 (not with --fit/--fit-csv)")
+    source = estimate.add_mutually_exclusive_group()
     source.add_argument("--from-run", type=Path, help="a 1-rank run directory: its measured step time and batch")
     source.add_argument("--step-time", type=POSITIVE, help="per-device compute seconds per step (e.g. on a V100)")
-    estimate.add_argument("--batch", type=POSITIVE_INT, help="batch per device that --step-time was measured at")
+    source.add_argument(
+        "--fit",
+        type=Path,
+        nargs="+",
+        metavar="RUN_DIR",
+        help="runs at 2+ counts: fit on the smallest, predict the rest",
+    )
+    source.add_argument(
+        "--fit-csv", type=Path, metavar="FILE", help="a measured curve (columns devices,samples_per_s; needs --batch)"
+    )
+    estimate.add_argument("--batch", type=POSITIVE_INT, help="batch per device of --step-time or --fit-csv")
+    estimate.add_argument(
+        "--against",
+        type=Path,
+        nargs="+",
+        metavar="RUN_DIR",
+        help="measured runs to print and plot beside the prediction at their rank counts (instead of --gpus)",
+    )
+    estimate.add_argument(
+        "--calibration",
+        type=Path,
+        help="a calibration file (default: runs/calibration/SITE.json when it exists and has the workload)",
+    )
+    estimate.add_argument("--no-calibration", action="store_true", help="the catalog's figures only")
     estimate.add_argument("--smoke", action="store_true", help="size the model of the smoke preset")
     estimate.add_argument(
         "--params", type=POSITIVE_INT, help="gradient size in parameters (default: built from the model)"
@@ -105,19 +130,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     estimate.add_argument(
         "--fusion-mb",
         type=_number(float, 0, inclusive=True),
-        default=64.0,
-        help="tensor fusion threshold, MiB (0: off)",
+        default=128.0,
+        help="tensor fusion threshold, MiB (0: off; Horovod's default is 128)",
     )
     estimate.add_argument(
         "--overlap",
         type=_number(float, 0, inclusive=True),
-        default=1.0,
-        help="share of the backward pass that hides comms",
+        help="share of the backward pass that hides comms (default: 1 on GPUs, 0 on CPU nodes)",
     )
     estimate.add_argument("--fp16-allreduce", action="store_true", help="fp16 gradient compression")
     estimate.add_argument("--price", type=POSITIVE, help="USD per device-hour (default: the catalog's, if any)")
     estimate.add_argument("--out", type=Path, help="directory for estimate.md, estimate.csv, estimate.png")
     estimate.set_defaults(func=_estimate)
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="measure a site's node: compute alone and shared, Horovod collectives; fit the model's terms",
+        description="On this host, for a site whose stack it runs: `hpcai train WORKLOAD --ranks 1` alone and "
+        "RANKS copies at once, then Horovod all-gathers and allreduces under mpirun; fits latency, bandwidth, "
+        "the reduction's cost and the per-step overhead, and writes SITE.json (docs/performance-model.md). "
+        "Arguments after `--` go to each `hpcai train` (2 or more epochs; the first warms up).",
+        usage="hpcai calibrate WORKLOAD --site S [--ranks N] [--out DIR] [-- TRAIN_ARGS ...]",
+    )
+    calibrate.add_argument("workload", help="resnet50, gw or des")
+    calibrate.add_argument("--site", required=True, help="site id from the catalog")
+    calibrate.add_argument("--ranks", type=POSITIVE_INT, default=2, help="ranks of the shared node and the probe")
+    calibrate.add_argument("--out", type=Path, help="directory for SITE.json (default: runs/calibration)")
+    calibrate.add_argument(
+        "--message-sizes", type=_counts, help="probe message sizes in bytes (default: 4 KiB to 256 MiB)"
+    )
+    calibrate.set_defaults(func=_calibrate, passthrough_to="hpcai train")
 
     cost = sub.add_parser(
         "cost",
@@ -217,28 +259,104 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration_terms(args: argparse.Namespace, site, node, comm):
+    """The model's terms: the site's calibration for the workload when there is one, else the catalog's."""
+    from hpcai_tf.scaling.calibration import default_path, read_calibration
+    from hpcai_tf.scaling.estimate import calibrated_terms, nominal_terms
+
+    nominal = nominal_terms(site, node, comm)
+    if args.no_calibration:
+        return nominal, None
+    path = args.calibration or default_path(site.id)
+    if args.calibration is None and not path.is_file():
+        return nominal, None
+    calibration = read_calibration(path, site)
+    if args.calibration is None and args.workload not in calibration.workloads:
+        return nominal, None
+    if node.name != calibration.provenance.get("node_type", node.name):
+        raise KitError(f"{path}: measured on node type {calibration.provenance['node_type']}, not {node.name}")
+    return calibrated_terms(nominal, calibration, args.workload), calibration
+
+
 def _estimate(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_site
     from hpcai_tf.scaling.estimate import Communication, Workload, predict
-    from hpcai_tf.scaling.report import read_run
+    from hpcai_tf.scaling.report import markdown_table, read_run
 
     site = load_site(args.site)
     node = site.node_type(args.node_type)
+    fitting = bool(args.fit or args.fit_csv)
+    if fitting and (args.gpus or args.against):
+        raise KitError("--gpus/--against: not with --fit/--fit-csv (the curve's own device counts are predicted)")
+    against = [read_run(path) for path in args.against or []]
+    if against:
+        if args.gpus:
+            raise KitError("--gpus: not with --against (the runs' rank counts are predicted)")
+        if any(run.workload != args.workload for run in against):
+            raise KitError(f"--against: every run must be a {args.workload} run")
+        counts = [run.ranks for run in against]
+        if len(set(counts)) != len(counts):
+            raise KitError(f"--against: two runs at the same rank count ({sorted(counts)}); give one per count")
+        args.gpus = sorted(counts)
+    if not fitting and not args.gpus:
+        raise KitError("--gpus: give the device counts to predict, e.g. --gpus 1,8,64")
+    if args.no_calibration and args.calibration:
+        raise KitError("--calibration: not with --no-calibration")
+    if not 0 <= (args.overlap if args.overlap is not None else 0) <= 1 or not 0 <= args.fusion_mb <= 1 << 20:
+        raise KitError("estimate: expected 0 <= --overlap <= 1 and 0 <= --fusion-mb <= 1048576")
+    comm = Communication(
+        algorithm=args.algorithm,
+        fusion_bytes=int(args.fusion_mb * 1024 * 1024),
+        overlap=args.overlap,
+        fp16=args.fp16_allreduce,
+    )
+    terms, calibration = _calibration_terms(args, site, node, comm)
+    from hpcai_tf.scaling.model_size import training_length
+
+    epochs, dataset = training_length(args.workload)
+    curve: list[tuple[int, float]] = []
     if args.from_run:
         run = read_run(args.from_run)
         if run.workload != args.workload:
             raise KitError(f"--from-run: {run.path} is a {run.workload} run, not {args.workload}")
         if run.ranks != 1:
             raise KitError(f"--from-run: expected a 1-rank run (the per-device step time), got {run.ranks} ranks")
-        step, batch = run.step_time_s, run.batch_per_rank
+        step, batch, step_source = run.step_time_s, run.batch_per_rank, f"measured: {run.path.parent.name}"
         epochs, dataset = run.epochs_to_train, run.dataset_size
-    else:
+    elif args.step_time:
         if not args.batch:
             raise KitError("--batch: required with --step-time (the batch per device it was measured at)")
-        from hpcai_tf.scaling.model_size import training_length
+        step, batch, step_source = args.step_time, args.batch, "supplied: --step-time"
+    elif args.fit:
+        runs = [read_run(path) for path in args.fit]
+        for run in runs:
+            if run.workload != args.workload:
+                raise KitError(f"--fit: {run.path} is a {run.workload} run, not {args.workload}")
+        counts = [run.ranks for run in runs]
+        if len(set(counts)) != len(counts):
+            raise KitError(f"--fit: two runs at the same rank count ({sorted(counts)}); give one run per count")
+        batches = {run.batch_per_rank for run in runs}
+        if len(batches) != 1:
+            raise KitError(f"--fit: the runs have different batches per rank ({sorted(batches)})")
+        curve = sorted((run.ranks, run.throughput) for run in runs)
+        batch = batches.pop()
+        step, step_source = batch * curve[0][0] / curve[0][1], f"measured: the {curve[0][0]}-rank run"
+        epochs, dataset = runs[0].epochs_to_train, runs[0].dataset_size
+    elif args.fit_csv:
+        from hpcai_tf.scaling.curve_fit import read_curve_csv
 
-        step, batch = args.step_time, args.batch
-        epochs, dataset = training_length(args.workload)
+        if not args.batch:
+            raise KitError("--batch: required with --fit-csv (the batch per device of the measured curve)")
+        curve, batch = read_curve_csv(args.fit_csv), args.batch
+        if len(curve) < 2:
+            raise KitError(f"{args.fit_csv}: expected two or more device counts, got {len(curve)}")
+        step, step_source = batch * curve[0][0] / curve[0][1], f"measured: {args.fit_csv.name}, {curve[0][0]} device(s)"
+    elif calibration is not None:
+        entry = calibration.workloads[args.workload]
+        step, batch = entry.step_time_s, entry.batch_per_device
+        step_source = f"measured: {Path(calibration.path).name}, alone on the node"
+    else:
+        raise KitError("estimate: give --from-run, --step-time, --fit or --fit-csv (or calibrate the site first)")
     if args.params and args.tensors:
         params, tensors = args.params, args.tensors
     else:
@@ -246,23 +364,21 @@ def _estimate(args: argparse.Namespace) -> int:
 
         size = model_size(args.workload, smoke=args.smoke)
         params, tensors = args.params or size.parameters, args.tensors or size.tensors
-    if step <= 0 or not 0 <= args.overlap <= 1 or not 0 <= args.fusion_mb <= 1 << 20:
-        raise KitError("estimate: expected --step-time > 0, 0 <= --overlap <= 1 and 0 <= --fusion-mb <= 1048576")
     workload = Workload(args.workload, step, batch, params, tensors, epochs, dataset)
-    comm = Communication(
-        algorithm=args.algorithm,
-        fusion_bytes=int(args.fusion_mb * 1024 * 1024),
-        overlap=args.overlap,
-        fp16=args.fp16_allreduce,
-    )
-    rows = predict(workload, site, node, args.gpus, comm)
-    price = args.price or node.cloud_price_per_device_hour
     print(
         f"# {args.workload} on {site.id} ({node.name}): {params:,} parameters in {tensors} tensors, "
-        f"{step * 1000:.1f} ms/step at batch {batch} per device, {comm.algorithm} allreduce"
+        f"{step * 1000:.1f} ms/step at batch {batch} per device ({step_source}), {comm.algorithm} allreduce"
     )
-    from hpcai_tf.scaling.report import markdown_table
-
+    print("\n| term | value | source | from |\n|---|---|---|---|")
+    for name, value, origin, note in terms.rows():
+        print(f"| {name} | {value} | {origin} | {note} |")
+    print()
+    if curve:
+        return _fit(args, curve, batch, workload, site, node, comm, terms)
+    rows = predict(workload, site, node, args.gpus, comm, terms)
+    if against:
+        return _against(args, against, rows, site)
+    price = args.price or node.cloud_price_per_device_hour
     print(markdown_table(rows), end="")
     if price:
         print(f"\ncloud-equivalent cost of the full training at USD {price:.2f} per device-hour:")
@@ -270,6 +386,101 @@ def _estimate(args: argparse.Namespace) -> int:
             usd = row.time_to_train_h * row.devices * price
             print(f"  {row.devices:>5} devices: {row.time_to_train_h:9.2f} h  USD {usd:,.0f}")
     _write_report(rows, args.out, f"{args.workload} on {site.id}: predicted scaling", "estimate", "devices")
+    return 0
+
+
+def _fit(args, curve, batch, workload, site, node, comm, terms) -> int:
+    """``--fit``/``--fit-csv``: the fitted terms, measured beside predicted, and a plot of both."""
+    from hpcai_tf.scaling.curve_fit import fit_curve
+    from hpcai_tf.scaling.report import markdown_table
+
+    fit = fit_curve(curve, batch, workload, site, node, comm, terms)
+    fitted = [p.devices for p in fit.points if p.fitted]
+    print(
+        f"fitted on {', '.join(map(str, fitted))} device(s): synchronisation {fit.sync_per_doubling:.4f} of a step "
+        f"per doubling, {fit.exposed_share:.3f} of the modelled allreduce exposed"
+    )
+    print(markdown_table(fit.points), end="")
+    predicted = [p for p in fit.points if not p.fitted]
+    if predicted:
+        worst = max(predicted, key=lambda p: abs(p.error))
+        print(f"\nlargest error of the predicted counts: {worst.error:+.1%} at {worst.devices} devices")
+    if args.out is not None:
+        from hpcai_tf.files import check_targets, write_atomic
+        from hpcai_tf.scaling.curve_fit import plot_lines
+        from hpcai_tf.scaling.report import csv_table, plot_scaling
+
+        title = f"{args.workload} on {site.id}: measured and fitted"
+        check_targets([args.out / "estimate.md", args.out / "estimate.csv", args.out / "estimate.png"])
+        write_atomic(args.out / "estimate.md", f"# {title}\n\n" + markdown_table(fit.points))
+        write_atomic(args.out / "estimate.csv", csv_table(fit.points))
+        plot_scaling(
+            plot_lines(fit.points, "model (fitted on the smallest counts)"), args.out / "estimate.png", title, "devices"
+        )
+    return 0
+
+
+def _against(args: argparse.Namespace, runs, rows, site) -> int:
+    """``--against``: measured runs beside the prediction at their rank counts, in one table and one plot."""
+    from hpcai_tf.scaling.curve_fit import CurvePoint, plot_lines
+    from hpcai_tf.scaling.report import markdown_table
+
+    measured = {run.ranks: run.throughput for run in runs}
+    points = [CurvePoint(row.devices, measured[row.devices], row.throughput, False) for row in rows]
+    print(markdown_table(points), end="")
+    base = points[0]
+    for point in points[1:]:
+        eff_measured = point.measured / base.measured * base.devices / point.devices
+        eff_predicted = point.predicted / base.predicted * base.devices / point.devices
+        print(
+            f"efficiency at {point.devices} against {base.devices}: measured {eff_measured:.3f}, "
+            f"predicted {eff_predicted:.3f} ({eff_predicted / eff_measured - 1:+.1%})"
+        )
+    if args.out is not None:
+        from hpcai_tf.files import check_targets, write_atomic
+        from hpcai_tf.scaling.report import csv_table, plot_scaling
+
+        title = f"{args.workload} on {site.id}: measured and predicted"
+        check_targets([args.out / "estimate.md", args.out / "estimate.csv", args.out / "estimate.png"])
+        write_atomic(args.out / "estimate.md", f"# {title}\n\n" + markdown_table(points))
+        write_atomic(args.out / "estimate.csv", csv_table(points))
+        plot_scaling(plot_lines(points, "model"), args.out / "estimate.png", title, "devices")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from hpcai_tf.catalog import load_site
+    from hpcai_tf.commands.train import check_train_arguments
+    from hpcai_tf.files import check_targets, write_atomic
+    from hpcai_tf.scaling.calibrate import DEFAULT_SIZES, calibrate
+    from hpcai_tf.scaling.calibration import default_path
+
+    check_train_arguments(args.workload, args.passthrough)
+    site = load_site(args.site)
+    target = (args.out / f"{site.id}.json") if args.out else default_path(site.id)
+    check_targets([target])
+    calibration = calibrate(
+        site,
+        args.workload,
+        list(args.passthrough or []),
+        ranks=args.ranks,
+        previous=target,
+        sizes=args.message_sizes or DEFAULT_SIZES,
+    )
+    write_atomic(target, calibration.to_json())
+    link, entry = calibration.link, calibration.workloads[args.workload]
+    print(
+        f"calibrate: {site.id} link within a node: latency {link.latency_s * 1e6:.1f} us, bandwidth "
+        f"{link.bandwidth / 1e9:.3f} GB/s, reduction {link.reduction_s_per_byte * 1e9:.3f} ns/byte "
+        f"(worst fit residual {link.worst_residual:.0%})"
+    )
+    print(
+        f"calibrate: {args.workload}: step {entry.step_time_s * 1e3:.1f} ms alone, "
+        f"{entry.shared_step_time_s * 1e3:.1f} ms with {args.ranks} at once; gradients "
+        f"({entry.gradient_tensors} tensors, {entry.gradient_bytes:,} bytes) allreduced in "
+        f"{entry.gradient_allreduce_s * 1e3:.2f} ms, {entry.step_overhead_s * 1e3:.2f} ms of it overhead"
+    )
+    print(f"calibrate: wrote {target}")
     return 0
 
 

@@ -25,11 +25,12 @@ with ``B_node`` the node's inter-node bandwidth (rails x port bandwidth). See do
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 from hpcai_tf.catalog import Link, NodeType, Site
 from hpcai_tf.errors import KitError
+from hpcai_tf.scaling.fit import expected_slowest
 from hpcai_tf.scaling.report import time_to_train_h
 
 Algorithm = Literal["ring", "hierarchical"]
@@ -55,14 +56,119 @@ class Communication:
     """How gradients are exchanged."""
 
     algorithm: Algorithm = "ring"
-    fusion_bytes: int = 64 * 1024 * 1024
-    """Horovod's HOROVOD_FUSION_THRESHOLD (default 64 MiB); 0 turns fusion off."""
-    overlap: float = 1.0
-    """Fraction of the backward pass under which communication can hide (0: none, 1: all of it)."""
+    fusion_bytes: int = 128 * 1024 * 1024
+    """Horovod's HOROVOD_FUSION_THRESHOLD (128 MiB by default since Horovod 0.21.0); 0 turns fusion off."""
+    overlap: float | None = None
+    """Fraction of the backward pass under which communication can hide (0: none, 1: all of it); None: the node's
+    default, 1 on GPUs (the allreduce runs beside the GPU's compute) and 0 on CPU nodes (it needs the same cores)."""
     backward_fraction: float = 2.0 / 3.0
     """Share of the compute time spent in the backward pass."""
     fp16: bool = False
     """Horovod's fp16 compression halves the bytes on the wire."""
+
+
+Source = Literal["measured", "fitted", "catalog", "nominal"]
+HOROVOD_CYCLE_S = 1e-3
+"""HOROVOD_CYCLE_TIME's default since Horovod 0.21.0 (its release notes: 5 ms became 1 ms): a step's tensors
+wait for the next cycle of Horovod's background thread before they are negotiated."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One number of the model, and where it comes from."""
+
+    value: float
+    source: Source
+    note: str
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The model's figures beyond the workload's: the links, and what a calibration measures (or nominal values)."""
+
+    intra_latency_s: Figure
+    intra_bandwidth: Figure
+    """Bytes per second per device, inside a node."""
+    inter_latency_s: Figure
+    inter_bandwidth: Figure
+    """Bytes per second per node (its rails), across nodes."""
+    reduction_s_per_byte: Figure
+    """The reduction's arithmetic, per byte reduced (a ring reduces (p - 1) / p of each message)."""
+    step_overhead_s: Figure
+    """Fixed cost of every multi-rank step: Horovod's cycle and negotiation, per-tensor work."""
+    overlap: Figure
+    contention: Figure
+    """Compute time per step with ``contention_ranks`` devices of the node busy at once, over alone."""
+    contention_ranks: int = 1
+    spread: tuple[float, ...] = ()
+    """Per-step compute times over their mean (a calibration's): the slowest of p ranks sets the pace."""
+    spread_source: str = "nominal: no spread measured, every rank takes the mean step time"
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(term, value, source, note) for printing beside a prediction."""
+        shown = [
+            ("intra-node latency", f"{self.intra_latency_s.value * 1e6:.2f} us", self.intra_latency_s),
+            ("intra-node bandwidth", f"{self.intra_bandwidth.value / 1e9:.3f} GB/s", self.intra_bandwidth),
+            ("inter-node latency", f"{self.inter_latency_s.value * 1e6:.2f} us", self.inter_latency_s),
+            ("inter-node bandwidth", f"{self.inter_bandwidth.value / 1e9:.3f} GB/s per node", self.inter_bandwidth),
+            ("reduction", f"{self.reduction_s_per_byte.value * 1e9:.3f} ns/byte", self.reduction_s_per_byte),
+            ("per-step overhead", f"{self.step_overhead_s.value * 1e3:.2f} ms", self.step_overhead_s),
+            ("overlap", f"{self.overlap.value:.2f}", self.overlap),
+            ("contention", f"x{self.contention.value:.3f} at {self.contention_ranks} busy", self.contention),
+        ]
+        rows = [(name, value, figure.source, figure.note) for name, value, figure in shown]
+        source, _, note = self.spread_source.partition(": ")
+        pace = f"x{pace_factor(self, 2):.3f} at 2 ranks" if self.spread else "x1.000"
+        return [*rows, ("slowest rank", pace, source, note)]
+
+
+def nominal_terms(site: Site, node: NodeType, comm: Communication) -> Terms:
+    """The terms from the catalog's links and nominal values: what the model knows without a calibration."""
+    intra, inter = site.interconnect.intra_node, site.interconnect.inter_node
+    cpu = node.gpus == 0
+    overlap = comm.overlap if comm.overlap is not None else (0.0 if cpu else 1.0)
+    overlap_note = (
+        "--overlap"
+        if comm.overlap is not None
+        else (
+            "CPU node: the allreduce needs the cores the compute uses" if cpu else "GPU: the allreduce runs beside it"
+        )
+    )
+    return Terms(
+        intra_latency_s=Figure(intra.latency_us * 1e-6, "catalog", intra.name),
+        intra_bandwidth=Figure(bytes_per_second(intra), "catalog", intra.name),
+        inter_latency_s=Figure(inter.latency_us * 1e-6, "catalog", inter.name),
+        inter_bandwidth=Figure(bytes_per_second(inter, inter.rails), "catalog", f"{inter.name} x {inter.rails}"),
+        reduction_s_per_byte=Figure(
+            0.0, "nominal", "not measured (hpcai calibrate)" if cpu else "NCCL reduces on the GPU, within the transfer"
+        ),
+        step_overhead_s=Figure(HOROVOD_CYCLE_S, "nominal", "one HOROVOD_CYCLE_TIME (1 ms, Horovod >= 0.21)"),
+        overlap=Figure(overlap, "nominal", overlap_note),
+        contention=Figure(1.0, "nominal", "not measured (hpcai calibrate)"),
+    )
+
+
+def calibrated_terms(nominal: Terms, calibration, workload: str) -> Terms:
+    """``nominal`` with what ``calibration`` (a :class:`~hpcai_tf.scaling.calibration.Calibration`) measured of
+    the node and of ``workload``."""
+    link, entry = calibration.link, calibration.workloads.get(workload)
+    where = calibration.path.name if calibration.path else calibration.site
+    if entry is None:
+        raise KitError(f"{where}: no calibration of {workload} (hpcai calibrate --site {calibration.site} {workload})")
+    mean = sum(entry.shared_step_quantiles_s) / len(entry.shared_step_quantiles_s)
+    return replace(
+        nominal,
+        intra_latency_s=Figure(link.latency_s, "fitted", f"all-gathers over {link.ranks} ranks, {where}"),
+        intra_bandwidth=Figure(link.bandwidth, "fitted", f"all-gathers over {link.ranks} ranks, {where}"),
+        reduction_s_per_byte=Figure(link.reduction_s_per_byte, "fitted", f"allreduce beyond 2 all-gathers, {where}"),
+        step_overhead_s=Figure(entry.step_overhead_s, "fitted", f"{workload}'s gradients allreduced, {where}"),
+        contention=Figure(
+            entry.shared_step_time_s / entry.step_time_s, "measured", f"{link.ranks} runs at once, {where}"
+        ),
+        contention_ranks=link.ranks,
+        spread=tuple(q / mean for q in entry.shared_step_quantiles_s),
+        spread_source=f"measured: per-step times of {link.ranks} runs at once, {where}",
+    )
 
 
 def bytes_per_second(link: Link, ports: int = 1) -> float:
@@ -77,44 +183,73 @@ def ring_time(nbytes: float, devices: int, bandwidth: float, latency_s: float) -
     return 2 * (devices - 1) / devices * nbytes / bandwidth + 2 * (devices - 1) * latency_s
 
 
-def hierarchical_time(nbytes: float, per_node: int, nodes: int, site: Site) -> float:
+def hierarchical_time(nbytes: float, per_node: int, nodes: int, terms: Terms) -> float:
     """Seconds for a hierarchical allreduce: inside nodes over the intra link, across nodes per node."""
-    intra, inter = site.interconnect.intra_node, site.interconnect.inter_node
-    inside = ring_time(nbytes, per_node, bytes_per_second(intra), intra.latency_us * 1e-6)
-    across = ring_time(nbytes, nodes, bytes_per_second(inter, inter.rails), inter.latency_us * 1e-6)
+    inside = ring_time(nbytes, per_node, terms.intra_bandwidth.value, terms.intra_latency_s.value)
+    across = ring_time(nbytes, nodes, terms.inter_bandwidth.value, terms.inter_latency_s.value)
     return inside + across
 
 
-def flat_ring_time(nbytes: float, devices: int, per_node: int, site: Site) -> float:
+def flat_ring_time(nbytes: float, devices: int, per_node: int, terms: Terms) -> float:
     """Seconds for one ring over all devices: limited by the slowest link it crosses."""
-    intra, inter = site.interconnect.intra_node, site.interconnect.inter_node
     if devices <= per_node:
-        return ring_time(nbytes, devices, bytes_per_second(intra), intra.latency_us * 1e-6)
+        return ring_time(nbytes, devices, terms.intra_bandwidth.value, terms.intra_latency_s.value)
     # Across nodes, the node's ports carry its devices' traffic: a ring crosses each node boundary once,
     # so one ring gets the node's whole inter-node bandwidth, and its latency is that of the network.
-    bandwidth = min(bytes_per_second(intra), bytes_per_second(inter, inter.rails))
-    return ring_time(nbytes, devices, bandwidth, inter.latency_us * 1e-6)
+    bandwidth = min(terms.intra_bandwidth.value, terms.inter_bandwidth.value)
+    return ring_time(nbytes, devices, bandwidth, terms.inter_latency_s.value)
 
 
-def allreduce_time(workload: Workload, devices: int, per_node: int, site: Site, comm: Communication) -> float:
-    """Seconds to allreduce one step's gradients over ``devices``."""
+def allreduce_time(
+    workload: Workload, devices: int, per_node: int, site: Site, comm: Communication, terms: Terms | None = None
+) -> float:
+    """Seconds to allreduce one step's gradients over ``devices``: transfers, and the reduction's arithmetic."""
     if devices <= 1:
         return 0.0
+    terms = terms or nominal_terms(site, site.node_type(), comm)
     nbytes = workload.parameters * (2 if comm.fp16 else 4)
     messages = math.ceil(nbytes / comm.fusion_bytes) if comm.fusion_bytes else workload.tensors
     messages = max(1, min(messages, workload.tensors))
     per_message = nbytes / messages
     nodes = math.ceil(devices / per_node)
     if comm.algorithm == "hierarchical" and nodes > 1:
-        return messages * hierarchical_time(per_message, min(devices, per_node), nodes, site)
-    return messages * flat_ring_time(per_message, devices, per_node, site)
+        transfer = hierarchical_time(per_message, min(devices, per_node), nodes, terms)
+    else:
+        transfer = flat_ring_time(per_message, devices, per_node, terms)
+    reduction = terms.reduction_s_per_byte.value * (devices - 1) / devices * per_message
+    return messages * (transfer + reduction)
 
 
-def step_time(workload: Workload, devices: int, per_node: int, site: Site, comm: Communication) -> float:
-    """Predicted seconds per step: compute, plus the communication the backward pass does not hide."""
-    hidden = comm.overlap * comm.backward_fraction * workload.step_time_s
-    exposed = max(0.0, allreduce_time(workload, devices, per_node, site, comm) - hidden)
-    return workload.step_time_s + exposed
+def pace_factor(terms: Terms, devices: int) -> float:
+    """How much longer than the mean step the slowest of ``devices`` ranks takes (1 without a measured spread)."""
+    if devices <= 1 or not terms.spread:
+        return 1.0
+    return expected_slowest(terms.spread, devices) / (sum(terms.spread) / len(terms.spread))
+
+
+def contention_factor(terms: Terms, busy: int) -> float:
+    """Compute time with ``busy`` devices of a node working over alone: the measured factor at its rank count,
+    linear in between from 1 at one device."""
+    measured = terms.contention.value
+    if busy <= 1:
+        return 1.0
+    if busy >= terms.contention_ranks or terms.contention_ranks <= 1:
+        return measured
+    return 1.0 + (measured - 1.0) * (busy - 1) / (terms.contention_ranks - 1)
+
+
+def step_time(
+    workload: Workload, devices: int, per_node: int, site: Site, comm: Communication, terms: Terms | None = None
+) -> float:
+    """Predicted seconds per step: the slowest rank's compute on a busy node, the communication the backward pass
+    does not hide, and the fixed per-step overhead of a multi-rank step."""
+    terms = terms or nominal_terms(site, site.node_type(), comm)
+    if devices <= 1:
+        return workload.step_time_s
+    compute = workload.step_time_s * contention_factor(terms, min(devices, per_node))
+    hidden = terms.overlap.value * comm.backward_fraction * compute
+    exposed = max(0.0, allreduce_time(workload, devices, per_node, site, comm, terms) - hidden)
+    return compute * pace_factor(terms, devices) + exposed + terms.step_overhead_s.value
 
 
 def check_devices(site: Site, node: NodeType, devices: list[int]) -> None:
@@ -141,7 +276,7 @@ class Prediction:
         "model",
         "devices",
         "step (ms)",
-        "exposed comm (ms)",
+        "over 1 device (ms)",
         "samples/s",
         "speedup",
         "efficiency",
@@ -153,6 +288,8 @@ class Prediction:
     devices: int
     step_time_s: float
     exposed_comm_s: float
+    """The step's time beyond one device's compute: contention, the slowest rank, exposed communication and
+    the per-step overhead."""
     throughput: float
     speedup: float
     efficiency: float
@@ -184,16 +321,22 @@ class Prediction:
 
 
 def predict(
-    workload: Workload, site: Site, node: NodeType, devices: list[int], comm: Communication
+    workload: Workload,
+    site: Site,
+    node: NodeType,
+    devices: list[int],
+    comm: Communication,
+    terms: Terms | None = None,
 ) -> list[Prediction]:
     """Predicted step time, throughput, speedup, efficiency and time-to-train for each device count."""
     check_devices(site, node, devices)
+    terms = terms or nominal_terms(site, node, comm)
     per_node = node.devices
     counts = sorted(set(devices))
     single = workload.batch_per_device / workload.step_time_s
     rows = []
     for count in counts:
-        seconds = step_time(workload, count, per_node, site, comm)
+        seconds = step_time(workload, count, per_node, site, comm, terms)
         throughput = count * workload.batch_per_device / seconds
         speedup = throughput / single
         rows.append(

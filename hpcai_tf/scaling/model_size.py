@@ -29,6 +29,9 @@ def training_length(workload: str) -> tuple[int, int]:
 
 def _build(workload: str, config: dict):
     """The workload's Keras model for ``config``, built without its data (shapes come from the config)."""
+    from hpcai_tf.train.tf_environment import import_tensorflow
+
+    import_tensorflow()  # first: what TensorFlow's libraries print while loading is filtered
     if workload == "gw":
         from hpcai_tf.train.models.wavenet import build_wavenet
         from hpcai_tf.train.workloads.gw import generation_from_config, label_scaling
@@ -42,6 +45,12 @@ def _build(workload: str, config: dict):
     from hpcai_tf.train.models.resnet import build_resnet50
 
     return build_resnet50(config["model"], config["model"]["classes"], config["optimizer"]["weight_decay"])
+
+
+def gradient_shapes(workload: str, config: dict) -> list[list[int]]:
+    """The shape of each trainable variable of the workload's model for ``config`` (a run's resolved
+    configuration): the gradients one step allreduces."""
+    return [[int(d) for d in v.shape] for v in _build(workload, config).trainable_variables]
 
 
 def model_size(workload: str, smoke: bool = False) -> ModelSize:

@@ -280,6 +280,8 @@ def plot_scaling(rows: Sequence[TableRow], path: Path, title: str, workers: str 
         axis.legend(fontsize=7)
         if len(all_ranks) > 2 and all_ranks[-1] / all_ranks[0] >= 8:
             axis.set_xscale("log", base=2)
+        axis.set_xticks(all_ranks, [str(n) for n in all_ranks])  # device counts are integers
+        axis.minorticks_off()
     fig.suptitle(title)
     fig.tight_layout()
     image = io.BytesIO()

@@ -417,6 +417,7 @@ class Trainer:
             "samples_per_sec_per_rank": per_rank,
             "global_samples_per_sec": per_rank * self.ranks.size if per_rank else None,
             "step_time_s": control.median_step_time,
+            "step_time_quantiles_s": control.step_time_quantiles,
             "epoch_time_s": epoch_time,
             "train_time_s": train_time,
             "wall_time_s": self.elapsed(),

@@ -1,0 +1,241 @@
+"""``hpcai calibrate``: measure a site's node with the kit's own training and Horovod, fit the model's terms.
+
+On the node it runs on (the host here; a site's image is not yet supported, see docs/performance-model.md):
+
+1. **Compute alone**: ``hpcai train W --ranks 1`` with the given training arguments: the step time of one device
+   with the rest of the node idle.
+2. **Compute with the node full**: ``ranks`` such runs at once, independent (no communication): each device's
+   step time when all share the node's memory, caches and cores, and the spread of per-step times from which the
+   slowest of p ranks is taken.
+3. **Collectives**: :mod:`hpcai_tf.scaling.collective_probe` under the site's launcher (``mpirun -np ranks``):
+   all-gathers and allreduces over message sizes, and the workload's gradients allreduced as one step does.
+4. **Fits** (:mod:`hpcai_tf.scaling.fit`): the link's latency and bandwidth, the reduction's seconds per byte,
+   and the per-step overhead (the gradients' measured allreduce beyond the fitted time of their fused buffers).
+
+On a CPU node the devices are cores: every rank runs one intra-op and one inter-op thread. None of the runs
+above is a multi-rank training run: those are what the calibration is checked against (``make bench``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+
+from hpcai_tf.catalog import Site
+from hpcai_tf.errors import KitError
+from hpcai_tf.scaling.calibration import (
+    Calibration,
+    LinkCalibration,
+    WorkloadCalibration,
+    parse_calibration,
+    site_pins,
+)
+from hpcai_tf.scaling.fit import fit_link, fit_reduction, gather_time
+from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
+from hpcai_tf.train.mpirun_spawn import find_mpirun, mpirun_command, mpirun_environment
+from hpcai_tf.train.provenance import now_iso
+
+DEFAULT_SIZES = (4096, 65536, 1 << 20, 16 << 20, 64 << 20, 256 << 20)
+"""Message sizes of the probe, bytes: 4 KiB (latency) to 256 MiB (bandwidth)."""
+FUSION_BYTES = 128 * 1024 * 1024
+"""Horovod's default HOROVOD_FUSION_THRESHOLD since 0.21.0 (its release notes: 64 MB became 128 MB)."""
+ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+
+
+def fused_allreduce_time(nbytes: int, ranks: int, link: LinkCalibration, fusion_bytes: int = FUSION_BYTES) -> float:
+    """The fitted link's time for ``nbytes`` of gradients in Horovod's fused buffers: per buffer two all-gather
+    transfers plus the reduction of ``(p - 1) / p`` of it."""
+    buffers = max(1, -(-nbytes // fusion_bytes))
+    size = nbytes / buffers
+    per_buffer = 2 * gather_time(size, ranks, link.latency_s, link.bandwidth)
+    per_buffer += link.reduction_s_per_byte * (ranks - 1) / ranks * size
+    return buffers * per_buffer
+
+
+def check_host_stack(site: Site) -> dict[str, str]:
+    """The host's TensorFlow and Horovod, refused if they are not the site's pins (another stack, another fit)."""
+    found = {}
+    for field, package in (("tensorflow", site.stack.tensorflow_package), ("horovod", "horovod")):
+        try:
+            found[field] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            raise KitError(f"--site {site.id}: this Python has no {package}; run from the kit's .venv") from None
+        pinned = getattr(site.stack, field)
+        if found[field] != pinned:
+            raise KitError(
+                f"--site {site.id}: the site pins {package} {pinned}, this Python has {found[field]}; calibrate "
+                "on the host only a site whose stack the host runs (e.g. local)"
+            )
+    found["python"] = platform.python_version()
+    return found
+
+
+def _train(workload: str, run_dir: Path, train_args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen:
+    """Start ``hpcai train WORKLOAD --ranks 1`` into ``run_dir``; its stderr goes to ``run_dir``.stderr."""
+    argv = [sys.executable, "-m", "hpcai_tf", "train", workload, "--ranks", "1", "--run-dir", str(run_dir)]
+    with open(f"{run_dir}.stderr", "w", encoding="utf-8") as err:
+        return subprocess.Popen([*argv, *train_args], env=dict(env), stdout=subprocess.DEVNULL, stderr=err)
+
+
+def _finish(processes: list[subprocess.Popen], run_dirs: list[Path], what: str) -> None:
+    """Wait for every process; the first failure's last stderr line as a one-line error."""
+    codes = [process.wait() for process in processes]
+    for code, run_dir in zip(codes, run_dirs, strict=True):
+        if code != 0:
+            lines = Path(f"{run_dir}.stderr").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            raise KitError(f"calibrate: {what} exited {code}: {(lines or [''])[-1]}")
+
+
+def _measured_epochs(run_dir: Path) -> list[dict]:
+    epochs = [r for r in read_records(run_dir / METRICS_FILE) if r.get("type") == "epoch"]
+    if len(epochs) < 2:
+        raise KitError(f"calibrate: {run_dir} ran {len(epochs)} epoch(s); give --epochs 2 or more (the first warms up)")
+    return epochs[1:]
+
+
+def mean_step(run_dir: Path) -> tuple[float, int]:
+    """(mean seconds per step, batch) over a 1-rank run's epochs after the first: batch / samples per second."""
+    epochs = _measured_epochs(run_dir)
+    batch = int(epochs[-1]["batch_per_rank"])
+    rate = sum(float(e["samples_per_sec_per_rank"]) for e in epochs) / len(epochs)
+    return batch / rate, batch
+
+
+def step_quantiles(run_dir: Path) -> list[float]:
+    """The per-step time quantiles of every epoch after the first, pooled."""
+    return [float(q) for e in _measured_epochs(run_dir) for q in e.get("step_time_quantiles_s") or []]
+
+
+def measure_compute(
+    workload: str, ranks: int, train_args: Sequence[str], env: Mapping[str, str], work: Path, say: Callable
+) -> dict:
+    """Steps 1 and 2: the step time alone, and of ``ranks`` independent runs at once with their spread."""
+    say(f"calibrate: {workload} alone on the node (hpcai train --ranks 1)")
+    solo = work / "solo"
+    _finish([_train(workload, solo, train_args, env)], [solo], f"hpcai train {workload} (alone)")
+    say(f"calibrate: {ranks} independent {workload} runs at once (the node's devices all busy)")
+    shared = [work / f"shared-{i}" for i in range(ranks)]
+    _finish([_train(workload, d, train_args, env) for d in shared], shared, f"hpcai train {workload} (shared node)")
+    step, batch = mean_step(solo)
+    shared_steps = [mean_step(d)[0] for d in shared]
+    quantiles = [q for d in shared for q in step_quantiles(d)]
+    if not quantiles:
+        raise KitError(f"calibrate: {shared[0]} has no step_time_quantiles_s (a run of an older kit)")
+    return {
+        "batch_per_device": batch,
+        "step_time_s": step,
+        "shared_step_time_s": sum(shared_steps) / len(shared_steps),
+        "shared_step_quantiles_s": quantiles,
+    }
+
+
+def run_probe(
+    site: Site, ranks: int, sizes: Sequence[int], repeats: int, gradients: dict, env: Mapping[str, str], work: Path
+) -> dict:
+    """Step 3: the collective probe under ``mpirun -np ranks``; its rank 0's result."""
+    if site.scheduler.launcher == "jsrun":
+        raise KitError(f"--site {site.id}: its launcher is jsrun (LSF), which cannot run here")
+    shapes = work / "gradients.json"
+    shapes.write_text(json.dumps(gradients), encoding="utf-8")
+    program = [sys.executable, "-m", "hpcai_tf.scaling.collective_probe", "--sizes", ",".join(map(str, sizes))]
+    program += ["--repeats", str(repeats), "--gradients", str(shapes)]
+    run_env = mpirun_environment(env, {})
+    command = mpirun_command(ranks, program, run_env, mpirun=find_mpirun(run_env))
+    done = subprocess.run(command, env=run_env, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        raise KitError(f"calibrate: the collective probe exited {done.returncode}: {last}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def fit_probe(result: dict) -> LinkCalibration:
+    """Step 4: the link and the reduction from the probe's points."""
+    ranks, points = int(result["ranks"]), result["points"]
+    sizes = [float(p["bytes"]) for p in points]
+    link = fit_link(sizes, [float(p["allgather_s"]) for p in points], ranks)
+    reduction = fit_reduction(sizes, [float(p["allreduce_s"]) for p in points], ranks, link)
+    return LinkCalibration(
+        level="intra_node",
+        ranks=ranks,
+        latency_s=link.latency_s,
+        bandwidth=link.bandwidth,
+        reduction_s_per_byte=reduction,
+        worst_residual=link.worst_residual,
+        points=points,
+    )
+
+
+def calibrate(
+    site: Site,
+    workload: str,
+    train_args: Sequence[str],
+    *,
+    ranks: int,
+    previous: Path | None,
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    repeats: int = 5,
+    say: Callable[[str], None] = print,
+) -> Calibration:
+    """Measure ``workload`` and the node's link on ``site`` (this host); workloads of ``previous`` measured with the
+    same stack on the same host are kept beside it."""
+    from hpcai_tf.scaling.model_size import gradient_shapes
+
+    node = site.node_type()
+    if ranks < 2 or ranks > node.devices:
+        raise KitError(f"--ranks: expected 2 to {node.devices} (the devices of one {node.name} node), got {ranks}")
+    stack = check_host_stack(site)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    if node.gpus == 0:
+        env.update(ONE_THREAD)
+    for word in train_args:
+        if word.split("=")[0] in ("--ranks", "--run-dir", "--resume"):
+            raise KitError(
+                f"calibrate: {word.split('=')[0]} is set by hpcai calibrate; leave it out of the training arguments"
+            )
+    with tempfile.TemporaryDirectory(prefix="hpcai-calibrate-") as tmp:
+        work = Path(tmp)
+        compute = measure_compute(workload, ranks, train_args, env, work, say)
+        config = read_records(work / "solo" / METRICS_FILE)[0]["config"]
+        shapes = gradient_shapes(workload, config)
+        say(f"calibrate: Horovod collectives over {ranks} ranks ({len(sizes)} message sizes, {workload}'s gradients)")
+        probe = run_probe(site, ranks, sizes, repeats, {workload: shapes}, env, work)
+    link = fit_probe(probe)
+    grads = probe["gradients"][workload]
+    overhead = max(0.0, float(grads["allreduce_s"]) - fused_allreduce_time(int(grads["bytes"]), ranks, link))
+    entry = WorkloadCalibration(
+        **compute,
+        gradient_bytes=int(grads["bytes"]),
+        gradient_tensors=int(grads["tensors"]),
+        gradient_allreduce_s=float(grads["allreduce_s"]),
+        step_overhead_s=overhead,
+        train_args=list(train_args),
+    )
+    provenance = {
+        "host": socket.gethostname(),
+        "date": now_iso(),
+        "image": "host",
+        "threads_per_rank": {"intra_op": 1, "inter_op": 1} if node.gpus == 0 else "tensorflow default",
+        "ranks": ranks,
+        "stack": stack,
+        "pins": site_pins(site),
+        "node_type": node.name,
+    }
+    workloads = {workload: entry}
+    if previous is not None and previous.is_file():
+        try:
+            old = parse_calibration(json.loads(previous.read_text(encoding="utf-8")), str(previous))
+        except (KitError, json.JSONDecodeError):
+            old = None  # replaced whole: a file that does not parse is not this calibration's to keep
+        same = old and old.site == site.id and old.provenance.get("pins") == provenance["pins"]
+        if same and old.provenance.get("host") == provenance["host"] and old.provenance.get("ranks") == ranks:
+            workloads = {**old.workloads, workload: entry}
+    return Calibration(site.id, provenance, link, workloads)

@@ -1,0 +1,178 @@
+"""A site's calibration: what ``hpcai calibrate`` measured and fitted there, as ``runs/calibration/<site>.json``.
+
+The file holds its provenance (site, host, date, image, threads and ranks, the stack it measured and the site's pins
+at the time), the fitted link within a node (latency, bandwidth, and the reduction's seconds per byte, with the
+probe's points), and per workload the measured compute (step times alone on the node and with ``ranks`` copies
+at once), the allreduce of its gradients as one training step issues them, and the per-step overhead fitted from
+that. :func:`read_calibration` refuses, in one line naming the file, a file with a missing or wrong field, one made
+for another site, and one whose pins differ from the site's pins now (the image it measured is not the one the
+catalog would build).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hpcai_tf.catalog import Site
+from hpcai_tf.errors import KitError
+from hpcai_tf.files import read_text_file
+from hpcai_tf.paths import KIT_ROOT
+
+FORMAT = "hpcai-calibration/1"
+CALIBRATION_DIR = KIT_ROOT / "runs" / "calibration"
+PINNED = ("python", "tensorflow", "tensorflow_package", "keras", "numpy", "horovod", "horovod_patches", "mpi4py")
+"""The site's stack fields a calibration is only valid for: a change of any is another image."""
+
+
+def default_path(site_id: str) -> Path:
+    """Where ``hpcai calibrate`` writes and ``hpcai estimate`` looks for a site's calibration."""
+    return CALIBRATION_DIR / f"{site_id}.json"
+
+
+def site_pins(site: Site) -> dict[str, Any]:
+    """The stack fields of ``site`` a calibration records and is checked against, plus its MPI."""
+    stack = site.stack.model_dump()
+    return {**{name: stack[name] for name in PINNED}, "mpi": site.mpi.model_dump()}
+
+
+@dataclass(frozen=True)
+class LinkCalibration:
+    """The link the probe measured (within one node here), fitted; ``points`` are the probe's timings."""
+
+    level: str
+    ranks: int
+    latency_s: float
+    bandwidth: float
+    """Bytes per second."""
+    reduction_s_per_byte: float
+    worst_residual: float
+    points: list[dict[str, float]]
+
+
+@dataclass(frozen=True)
+class WorkloadCalibration:
+    """One workload's measured compute and communication on the site."""
+
+    batch_per_device: int
+    step_time_s: float
+    """Mean step time of one rank alone on the node (the epochs after the first)."""
+    shared_step_time_s: float
+    """Mean step time of each of ``ranks`` ranks running at once, independently (the node's devices all busy)."""
+    shared_step_quantiles_s: list[float]
+    """Those ranks' per-step times (5th percentiles of each epoch after the first, pooled): the spread from which
+    the slowest of p ranks is taken."""
+    gradient_bytes: int
+    gradient_tensors: int
+    gradient_allreduce_s: float
+    """The probe's allreduce of all the workload's gradients as one step issues them, over ``ranks`` ranks."""
+    step_overhead_s: float
+    """``gradient_allreduce_s`` beyond the fitted link's time for the fused buffers: Horovod's negotiation, cycle
+    and per-tensor work, paid once per multi-rank step."""
+    train_args: list[str]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A site's calibration file."""
+
+    site: str
+    provenance: dict[str, Any]
+    link: LinkCalibration
+    workloads: dict[str, WorkloadCalibration]
+    path: Path | None = None
+
+    def to_json(self) -> str:
+        data = {"format": FORMAT, "site": self.site, "provenance": self.provenance, "link": asdict(self.link)}
+        data["workloads"] = {name: asdict(entry) for name, entry in sorted(self.workloads.items())}
+        return json.dumps(data, indent=2) + "\n"
+
+
+def _field(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise KitError(f"{where}: missing field '{key}'")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        expected = "a number" if kind == (int, float) else f"a {getattr(kind, '__name__', kind)}"
+        raise KitError(f"{where}: field '{key}' is {value!r}, expected {expected}")
+    if kind == (int, float) and not (value >= 0 and value != float("inf")):
+        raise KitError(f"{where}: field '{key}' is {value!r}, expected a finite number >= 0")
+    return value
+
+
+NUMBER = (int, float)
+
+
+def _link(data: Mapping[str, Any], where: str) -> LinkCalibration:
+    where = f"{where}: link"
+    values = {
+        "level": _field(data, "level", str, where),
+        "ranks": _field(data, "ranks", int, where),
+        "points": _field(data, "points", list, where),
+    }
+    for key in ("latency_s", "bandwidth", "reduction_s_per_byte", "worst_residual"):
+        values[key] = float(_field(data, key, NUMBER, where))
+    if values["ranks"] < 2 or values["bandwidth"] <= 0:
+        raise KitError(f"{where}: expected ranks >= 2 and bandwidth > 0")
+    return LinkCalibration(**values)
+
+
+def _workload(name: str, data: Mapping[str, Any], where: str) -> WorkloadCalibration:
+    where = f"{where}: workloads.{name}"
+    values: dict[str, Any] = {
+        "batch_per_device": _field(data, "batch_per_device", int, where),
+        "gradient_bytes": _field(data, "gradient_bytes", int, where),
+        "gradient_tensors": _field(data, "gradient_tensors", int, where),
+        "train_args": _field(data, "train_args", list, where),
+    }
+    for key in ("step_time_s", "shared_step_time_s", "gradient_allreduce_s", "step_overhead_s"):
+        values[key] = float(_field(data, key, NUMBER, where))
+    quantiles = _field(data, "shared_step_quantiles_s", list, where)
+    if not quantiles or not all(isinstance(q, NUMBER) and not isinstance(q, bool) and q > 0 for q in quantiles):
+        raise KitError(f"{where}: field 'shared_step_quantiles_s' must be a non-empty list of positive numbers")
+    values["shared_step_quantiles_s"] = [float(q) for q in quantiles]
+    if values["step_time_s"] <= 0 or values["shared_step_time_s"] <= 0:
+        raise KitError(f"{where}: expected step times > 0")
+    return WorkloadCalibration(**values)
+
+
+def parse_calibration(data: Any, where: str) -> Calibration:
+    """A calibration from its JSON value; a KitError naming ``where`` and the field if anything is off."""
+    if not isinstance(data, dict):
+        raise KitError(f"{where}: expected a JSON object")
+    if data.get("format") != FORMAT:
+        raise KitError(f"{where}: field 'format' is {data.get('format')!r}, expected {FORMAT!r}")
+    site = _field(data, "site", str, where)
+    provenance = _field(data, "provenance", dict, where)
+    for key in ("host", "date", "image", "threads_per_rank", "ranks", "stack", "pins"):
+        _field(provenance, key, (str, int, dict, list), f"{where}: provenance")
+    workloads = _field(data, "workloads", dict, where)
+    return Calibration(
+        site=site,
+        provenance=provenance,
+        link=_link(_field(data, "link", dict, where), where),
+        workloads={name: _workload(name, entry, where) for name, entry in workloads.items()},
+    )
+
+
+def read_calibration(path: Path, site: Site) -> Calibration:
+    """The calibration in ``path`` for ``site``; refused in one line if malformed, of another site or stale."""
+    where = str(path)
+    try:
+        data = json.loads(read_text_file(path, "calibration file"))
+    except json.JSONDecodeError as err:
+        raise KitError(f"{where}: not JSON ({err.msg}, line {err.lineno})") from None
+    calibration = parse_calibration(data, where)
+    if calibration.site != site.id:
+        raise KitError(f"{where}: a calibration of site '{calibration.site}', not of '{site.id}'")
+    recorded, now = calibration.provenance["pins"], site_pins(site)
+    for name in now:
+        if recorded.get(name) != now[name]:
+            raise KitError(
+                f"{where}: measured with {name} {recorded.get(name)!r}, but site {site.id} now pins {now[name]!r}; "
+                f"run hpcai calibrate --site {site.id} again"
+            )
+    return Calibration(calibration.site, calibration.provenance, calibration.link, calibration.workloads, path)
