@@ -10,7 +10,8 @@ On the node it runs on (the host here; a site's image is not yet supported, see 
 3. **Collectives**: :mod:`hpcai_tf.scaling.collective_probe` under the site's launcher (``mpirun -np ranks``):
    all-gathers and allreduces over message sizes, and the workload's gradients allreduced as one step does.
 4. **Fits** (:mod:`hpcai_tf.scaling.fit`): the link's latency and bandwidth, the reduction's seconds per byte,
-   and the per-step overhead (the gradients' measured allreduce beyond the fitted time of their fused buffers).
+   the per-step overhead (the gradients' measured allreduce beyond the fitted time of their fused buffers), and
+   the share of that allreduce which hides under compute run beside it.
 
 On a CPU node the devices are cores: every rank runs one intra-op and one inter-op thread. None of the runs
 above is a multi-rank training run: those are what the calibration is checked against (``make bench``).
@@ -211,11 +212,14 @@ def calibrate(
     link = fit_probe(probe)
     grads = probe["gradients"][workload]
     overhead = max(0.0, float(grads["allreduce_s"]) - fused_allreduce_time(int(grads["bytes"]), ranks, link))
+    hidden = float(grads["compute_s"]) + float(grads["allreduce_s"]) - float(grads["compute_and_allreduce_s"])
+    hidden_share = min(1.0, max(0.0, hidden / float(grads["allreduce_s"])))
     entry = WorkloadCalibration(
         **compute,
         gradient_bytes=int(grads["bytes"]),
         gradient_tensors=int(grads["tensors"]),
         gradient_allreduce_s=float(grads["allreduce_s"]),
+        hidden_share=hidden_share,
         step_overhead_s=overhead,
         train_args=list(train_args),
     )

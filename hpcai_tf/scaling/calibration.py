@@ -69,6 +69,9 @@ class WorkloadCalibration:
     gradient_tensors: int
     gradient_allreduce_s: float
     """The probe's allreduce of all the workload's gradients as one step issues them, over ``ranks`` ranks."""
+    hidden_share: float
+    """The share of that allreduce that hides under a compute loop run beside it (the probe's): how much of the
+    communication the node overlaps with compute (on a CPU node both need its cores)."""
     step_overhead_s: float
     """``gradient_allreduce_s`` beyond the fitted link's time for the fused buffers: Horovod's negotiation, cycle
     and per-tensor work, paid once per multi-rank step."""
@@ -128,8 +131,10 @@ def _workload(name: str, data: Mapping[str, Any], where: str) -> WorkloadCalibra
         "gradient_tensors": _field(data, "gradient_tensors", int, where),
         "train_args": _field(data, "train_args", list, where),
     }
-    for key in ("step_time_s", "shared_step_time_s", "gradient_allreduce_s", "step_overhead_s"):
+    for key in ("step_time_s", "shared_step_time_s", "gradient_allreduce_s", "hidden_share", "step_overhead_s"):
         values[key] = float(_field(data, key, NUMBER, where))
+    if values["hidden_share"] > 1:
+        raise KitError(f"{where}: field 'hidden_share' is {values['hidden_share']}, expected 0 to 1")
     quantiles = _field(data, "shared_step_quantiles_s", list, where)
     if not quantiles or not all(isinstance(q, NUMBER) and not isinstance(q, bool) and q > 0 for q in quantiles):
         raise KitError(f"{where}: field 'shared_step_quantiles_s' must be a non-empty list of positive numbers")

@@ -11,7 +11,9 @@ For each message size ``n`` (bytes of float32), inside one ``tf.function`` as tr
 
 With ``--gradients FILE`` (a JSON object ``{"workload": [[shape], ...]}``), each workload's gradient tensors are
 allreduced (average) together, one op per tensor, as Horovod's Keras optimizer does after the backward pass: the
-communication one training step pays, fusion and Horovod's cycle included.
+communication one training step pays, fusion and Horovod's cycle included; then a compute loop of about twice that
+time alone and beside the same allreduces in one ``tf.function``: how much of the allreduce hides under compute on
+this node (on a CPU node both need its cores).
 
 Each figure is the median over ``--repeats`` timed calls (after two untimed ones) of the slowest rank's time; a
 tiny allreduce starts every call (a barrier), so the ranks enter together. Rank 0 prints ``RESULT {json}``.
@@ -80,20 +82,48 @@ def main(argv: list[str] | None = None) -> int:
         step_allreduce = tf.function(lambda xs: [hvd.allreduce(x, op=hvd.Average) for x in xs])
         for workload, shapes in json.loads(args.gradients.read_text(encoding="utf-8")).items():
             tensors = [tf.ones(shape, tf.float32) for shape in shapes]
+            allreduce_s = timed(step_allreduce, tensors)
+            # A compute loop of about twice the allreduce's time, alone and beside it in one tf.function (as a
+            # backward pass runs beside the gradients' allreduces): the share of the allreduce that hides.
+            matrix = tf.random.uniform([256, 256], seed=1)
+            per_product = timed(_compute_loop(tf, 50), matrix) / 50
+            rounds = max(1, int(2 * allreduce_s / max(per_product, 1e-7)))
+            compute = _compute_loop(tf, rounds)
+            compute_s = timed(compute, matrix)
+            both = tf.function(lambda m, xs, f=compute: [f(m), *[hvd.allreduce(x, op=hvd.Average) for x in xs]])
+            both_s = timed(lambda pair, f=both: f(*pair), (matrix, tensors))
             steps[workload] = {
                 "tensors": len(tensors),
                 "bytes": sum(int(t.shape.num_elements()) for t in tensors) * FLOAT32,
-                "allreduce_s": timed(step_allreduce, tensors),
+                "allreduce_s": allreduce_s,
+                "compute_s": compute_s,
+                "compute_and_allreduce_s": both_s,
             }
     if hvd.rank() == 0:
         print(RESULT + json.dumps({"ranks": ranks, "points": points, "gradients": steps}), flush=True)
     return 0
 
 
+def _compute_loop(tf, rounds: int):
+    """A tf.function of ``rounds`` dependent 256x256 matrix products (normalised, so values stay finite)."""
+
+    def loop(m):
+        def body(i, x):
+            y = tf.linalg.matmul(x, m)
+            return i + 1, y / tf.reduce_max(tf.abs(y))
+
+        return tf.while_loop(lambda i, _: i < rounds, body, (tf.constant(0), m))[1]
+
+    return tf.function(loop)
+
+
 def _drain(result) -> None:
     """Wait for a collective's result to exist on this rank (copy it to the host)."""
     for tensor in result if isinstance(result, list) else [result]:
-        tensor.numpy()
+        if isinstance(tensor, list):
+            _drain(tensor)
+        else:
+            tensor.numpy()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ Weak scaling, as Horovod runs it: each device keeps its batch, so one step proce
 samples. A step costs the device's compute time plus whatever part of the gradient allreduce the backward
 pass does not hide:
 
-    t_step = t_compute + max(0, t_allreduce - overlap x backward_fraction x t_compute)
+    t_step = t_compute x contention x pace + t_allreduce - min(overlap x t_allreduce, backward_fraction x t_compute)
+             + t_overhead
+
+(contention on a busy node, the slowest of p ranks and a fixed per-step overhead: :class:`Terms`)
 
 The allreduce moves the gradient (parameters x 4 bytes, 2 with fp16 compression) in ``m`` messages: the
 fused buffers of Horovod's tensor fusion (``ceil(bytes / fusion_threshold)``), or one per gradient tensor
@@ -59,8 +62,9 @@ class Communication:
     fusion_bytes: int = 128 * 1024 * 1024
     """Horovod's HOROVOD_FUSION_THRESHOLD (128 MiB by default since Horovod 0.21.0); 0 turns fusion off."""
     overlap: float | None = None
-    """Fraction of the backward pass under which communication can hide (0: none, 1: all of it); None: the node's
-    default, 1 on GPUs (the allreduce runs beside the GPU's compute) and 0 on CPU nodes (it needs the same cores)."""
+    """Share of the allreduce that can hide under the backward pass (0: none, 1: all of it, up to the backward
+    pass's length); None: a calibration's measured share, else 1 on GPUs (the allreduce runs beside the GPU's
+    compute) and 0 on CPU nodes (it needs the same cores)."""
     backward_fraction: float = 2.0 / 3.0
     """Share of the compute time spent in the backward pass."""
     fp16: bool = False
@@ -156,8 +160,12 @@ def calibrated_terms(nominal: Terms, calibration, workload: str) -> Terms:
     if entry is None:
         raise KitError(f"{where}: no calibration of {workload} (hpcai calibrate --site {calibration.site} {workload})")
     mean = sum(entry.shared_step_quantiles_s) / len(entry.shared_step_quantiles_s)
+    overlap = nominal.overlap
+    if not overlap.note.startswith("--overlap"):
+        overlap = Figure(entry.hidden_share, "measured", f"allreduce beside a compute loop, {where}")
     return replace(
         nominal,
+        overlap=overlap,
         intra_latency_s=Figure(link.latency_s, "fitted", f"all-gathers over {link.ranks} ranks, {where}"),
         intra_bandwidth=Figure(link.bandwidth, "fitted", f"all-gathers over {link.ranks} ranks, {where}"),
         reduction_s_per_byte=Figure(link.reduction_s_per_byte, "fitted", f"allreduce beyond 2 all-gathers, {where}"),
@@ -247,8 +255,9 @@ def step_time(
     if devices <= 1:
         return workload.step_time_s
     compute = workload.step_time_s * contention_factor(terms, min(devices, per_node))
-    hidden = terms.overlap.value * comm.backward_fraction * compute
-    exposed = max(0.0, allreduce_time(workload, devices, per_node, site, comm, terms) - hidden)
+    allreduce = allreduce_time(workload, devices, per_node, site, comm, terms)
+    hidden = min(terms.overlap.value * allreduce, comm.backward_fraction * compute)
+    exposed = allreduce - hidden
     return compute * pace_factor(terms, devices) + exposed + terms.step_overhead_s.value
 
 

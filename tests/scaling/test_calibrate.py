@@ -25,6 +25,7 @@ def _calibration(site_id: str = "local", **pins) -> dict:
         gradient_bytes=199_564,
         gradient_tensors=72,
         gradient_allreduce_s=0.007,
+        hidden_share=0.25,
         step_overhead_s=0.003,
         train_args=["--smoke"],
     )
@@ -62,14 +63,14 @@ def test_estimate_uses_the_calibration_and_says_where_each_figure_comes_from(hpc
     assert "| reduction | 0.160 ns/byte | fitted |" in out
     assert "| per-step overhead | 3.00 ms | fitted | gw's gradients allreduced, local.json |" in out
     assert "| contention | x1.200 at 2 busy | measured |" in out
-    assert "| overlap | 0.00 | nominal | CPU node: the allreduce needs the cores the compute uses |" in out
+    assert "| overlap | 0.25 | measured | allreduce beside a compute loop, local.json |" in out
     assert "| inter-node latency | 20.00 us | catalog | TCP loopback |" in out
     line = next(row for row in out.splitlines() if row.startswith("| local | model (ring) | 2 |"))
     # 0.25 x 1.2 x (slowest of two of [0.28, 0.3, 0.32] / 0.3) + allreduce + 3 ms
     slowest = (0.28 * (1 / 9) + 0.3 * (4 / 9 - 1 / 9) + 0.32 * (1 - 4 / 9)) / 0.3
     nbytes = 49891 * 4
     allreduce = nbytes / 7e8 + 2 * 1.5e-3 + 1.6e-10 * 0.5 * nbytes
-    step = 0.25 * 1.2 * slowest + allreduce + 0.003
+    step = 0.25 * 1.2 * slowest + allreduce * (1 - 0.25) + 0.003
     assert f"| {step * 1000:.1f} |" in line
     assert f"| {0.25 / step:.3f} |" in line
 
@@ -99,6 +100,10 @@ BAD_FILES = {
     "negative overhead": (
         lambda: {**_calibration(), "workloads": {"gw": {**_calibration()["workloads"]["gw"], "step_overhead_s": -1}}},
         "field 'step_overhead_s' is -1",
+    ),
+    "hidden share above 1": (
+        lambda: {**_calibration(), "workloads": {"gw": {**_calibration()["workloads"]["gw"], "hidden_share": 1.5}}},
+        "field 'hidden_share' is 1.5, expected 0 to 1",
     ),
     "no pins": (lambda: _without(_calibration(), "provenance", "pins"), "provenance: missing field 'pins'"),
     "another format": (lambda: {**_calibration(), "format": "x/2"}, "field 'format' is 'x/2'"),
@@ -217,7 +222,7 @@ def test_calibrate_measures_the_local_node_and_estimate_reads_it(hpcai, tmp_path
     assert [p["bytes"] for p in link["points"]] == [4096, 1048576, 16777216]
     assert link["bandwidth"] > 0 and link["latency_s"] >= 0 and link["reduction_s_per_byte"] >= 0
     assert entry["gradient_tensors"] == 72 and entry["gradient_bytes"] == 49891 * 4
-    assert entry["step_time_s"] > 0 and entry["shared_step_time_s"] > 0
+    assert entry["step_time_s"] > 0 and entry["shared_step_time_s"] > 0 and 0 <= entry["hidden_share"] <= 1
     assert len(entry["shared_step_quantiles_s"]) == 2 * 21  # two runs, one measured epoch each
     assert entry["train_args"] == list(train)
     estimate = hpcai(*ESTIMATE, "--calibration", str(out / "local.json"))
