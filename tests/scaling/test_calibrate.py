@@ -280,3 +280,28 @@ def test_fit_refuses_two_runs_at_one_count(hpcai, tmp_path):
     second = _run_dir(tmp_path / "again", 1, 250.0)
     args = ("estimate", "resnet50", "--site", "hal", "--params", "25557032", "--tensors", "161", "--fit")
     assert_refused(hpcai(*args, str(first), str(second)), "--fit", "same rank count")
+
+
+def test_against_prints_and_plots_measured_beside_predicted(hpcai, tmp_path):
+    """The demo's last step: the calibration's prediction at the runs' rank counts beside their measurement."""
+    path = _write(tmp_path, _calibration())
+    runs = []
+    for ranks, rate in ((1, 128.0), (2, 200.0)):
+        run = tmp_path / f"gw-{ranks}ranks"
+        run.mkdir()
+        provenance = {"type": "provenance", "workload": "gw", "ranks": ranks, "site": "local", "image": None}
+        provenance["config"] = {"epochs": 4, "dataset_size": 640}
+        epoch = {"type": "epoch", "epoch": 1, "global_samples_per_sec": rate, "epoch_time_s": 5.0}
+        epoch.update(step_time_s=32 * ranks / rate, batch_per_rank=32, wall_time_s=5.0)
+        (run / "metrics.jsonl").write_text(json.dumps(provenance) + "\n" + json.dumps(epoch) + "\n")
+        runs.append(str(run))
+    out = tmp_path / "out"
+    args = (*ESTIMATE[:4], "--smoke", "--params", "49891", "--tensors", "72", "--calibration", str(path))
+    result = hpcai(*args, "--against", *runs, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "| devices | measured samples/s | predicted samples/s | error | used |" in result.stdout
+    assert "| 1 | 128.00 | 128.00 | +0.0% | predicted |" in result.stdout
+    assert "efficiency at 2 against 1: measured 0.781, predicted" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["estimate.csv", "estimate.md", "estimate.png"]
+    refused = hpcai(*args, "--against", *runs, "--gpus", "1,2")
+    assert_refused(refused, "--gpus", "not with --against")
