@@ -136,7 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     estimate.add_argument(
         "--overlap",
         type=_number(float, 0, inclusive=True),
-        help="share of the backward pass that hides comms (default: 1 on GPUs, 0 on CPU nodes)",
+        help="share of the allreduce that hides under the backward pass (default: measured, else 1 on GPUs, 0 on CPU)",
     )
     estimate.add_argument("--fp16-allreduce", action="store_true", help="fp16 gradient compression")
     estimate.add_argument("--price", type=POSITIVE, help="USD per device-hour (default: the catalog's, if any)")
@@ -405,24 +405,14 @@ def _fit(args, curve, batch, workload, site, node, comm, terms) -> int:
     if predicted:
         worst = max(predicted, key=lambda p: abs(p.error))
         print(f"\nlargest error of the predicted counts: {worst.error:+.1%} at {worst.devices} devices")
-    if args.out is not None:
-        from hpcai_tf.files import check_targets, write_atomic
-        from hpcai_tf.scaling.curve_fit import plot_lines
-        from hpcai_tf.scaling.report import csv_table, plot_scaling
-
-        title = f"{args.workload} on {site.id}: measured and fitted"
-        check_targets([args.out / "estimate.md", args.out / "estimate.csv", args.out / "estimate.png"])
-        write_atomic(args.out / "estimate.md", f"# {title}\n\n" + markdown_table(fit.points))
-        write_atomic(args.out / "estimate.csv", csv_table(fit.points))
-        plot_scaling(
-            plot_lines(fit.points, "model (fitted on the smallest counts)"), args.out / "estimate.png", title, "devices"
-        )
+    title = f"{args.workload} on {site.id}: measured and fitted"
+    _write_beside(fit.points, args.out, title, "model (fitted on the smallest counts)")
     return 0
 
 
 def _against(args: argparse.Namespace, runs, rows, site) -> int:
     """``--against``: measured runs beside the prediction at their rank counts, in one table and one plot."""
-    from hpcai_tf.scaling.curve_fit import CurvePoint, plot_lines
+    from hpcai_tf.scaling.curve_fit import CurvePoint
     from hpcai_tf.scaling.report import markdown_table
 
     measured = {run.ranks: run.throughput for run in runs}
@@ -436,16 +426,22 @@ def _against(args: argparse.Namespace, runs, rows, site) -> int:
             f"efficiency at {point.devices} against {base.devices}: measured {eff_measured:.3f}, "
             f"predicted {eff_predicted:.3f} ({eff_predicted / eff_measured - 1:+.1%})"
         )
-    if args.out is not None:
-        from hpcai_tf.files import check_targets, write_atomic
-        from hpcai_tf.scaling.report import csv_table, plot_scaling
-
-        title = f"{args.workload} on {site.id}: measured and predicted"
-        check_targets([args.out / "estimate.md", args.out / "estimate.csv", args.out / "estimate.png"])
-        write_atomic(args.out / "estimate.md", f"# {title}\n\n" + markdown_table(points))
-        write_atomic(args.out / "estimate.csv", csv_table(points))
-        plot_scaling(plot_lines(points, "model"), args.out / "estimate.png", title, "devices")
+    _write_beside(points, args.out, f"{args.workload} on {site.id}: measured and predicted", "model")
     return 0
+
+
+def _write_beside(points, out: Path | None, title: str, model: str) -> None:
+    """estimate.md, estimate.csv and estimate.png of measured beside predicted under ``out`` (if given)."""
+    if out is None:
+        return
+    from hpcai_tf.files import check_targets, write_atomic
+    from hpcai_tf.scaling.curve_fit import plot_lines
+    from hpcai_tf.scaling.report import csv_table, markdown_table, plot_scaling
+
+    check_targets([out / "estimate.md", out / "estimate.csv", out / "estimate.png"])
+    write_atomic(out / "estimate.md", f"# {title}\n\n" + markdown_table(points))
+    write_atomic(out / "estimate.csv", csv_table(points))
+    plot_scaling(plot_lines(points, model), out / "estimate.png", title, "devices")
 
 
 def _calibrate(args: argparse.Namespace) -> int:
