@@ -36,9 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a workload data-parallel with Horovod",
+        help="train a workload data-parallel with Horovod or TensorFlow's MultiWorkerMirroredStrategy",
         description=(
-            "Train WORKLOAD (resnet50, gw, des) data-parallel with Horovod. With --ranks N this starts "
+            "Train WORKLOAD (resnet50, gw, des) data-parallel with Horovod (--backend horovod, the default) or "
+            "TensorFlow's MultiWorkerMirroredStrategy (--backend mwms). With --ranks N this starts "
             f"mpirun -np N itself; under mpirun, srun or jsrun each task joins the job. Writes {METRICS_FILE}, "
             "checkpoint.h5 and TensorBoard logs to the run directory. A preempted run (SIGUSR1/SIGTERM) "
             f"checkpoints and exits {EXIT_PREEMPTED}; rerun it with --resume."
@@ -93,8 +94,10 @@ def _quiet_tensorflow() -> None:
 
 def train_command(args: argparse.Namespace) -> int:
     from hpcai_tf.train.launcher_env import detect_launcher
+    from hpcai_tf.train.options import check_backend_options
 
     _quiet_tensorflow()
+    check_backend_options(train_options(args))
 
     claim = detect_launcher()
     joins = claim is not None and (args.ranks is None or claim.tasks is None or claim.tasks > 1)
@@ -134,27 +137,41 @@ def _start_mpirun(args: argparse.Namespace) -> int:
 
 
 def _current_rank() -> tuple[int, int]:
-    """(rank, size) of this process: Horovod's once initialised, else the launcher's claim."""
-    try:
-        import horovod.tensorflow as hvd
+    """(rank, size) of this process: the backend's once started, else the launcher's claim."""
+    from hpcai_tf.train.distributed import current_ranks
 
-        return hvd.rank(), hvd.size()
-    except (ImportError, ValueError):
-        from hpcai_tf.train.launcher_env import detect_launcher, launcher_rank
+    ranks = current_ranks()
+    if ranks is not None:
+        return ranks.rank, ranks.size
+    from hpcai_tf.train.launcher_env import detect_launcher, launcher_rank
 
-        claim = detect_launcher()
-        return launcher_rank(), (claim.tasks or 1) if claim else 1
+    claim = detect_launcher()
+    return launcher_rank(), (claim.tasks or 1) if claim else 1
+
+
+def _lost_worker(err: BaseException) -> str | None:
+    """The backend's one line for an error that means another worker is gone."""
+    from hpcai_tf.train.distributed import current_ranks
+
+    ranks = current_ranks()
+    return ranks.backend.lost_worker(err) if ranks is not None and ranks.backend is not None else None
 
 
 def _run_this_rank(args: argparse.Namespace) -> int:
+    from hpcai_tf.train.distributed import AgreedError
     from hpcai_tf.train.tf_environment import import_tensorflow
 
-    import_tensorflow()  # first, so that what TensorFlow's libraries print while loading is filtered
-    from hpcai_tf.train.distributed import AgreedError
-    from hpcai_tf.train.loop import run_rank
-
+    options = train_options(args)
     try:
-        return run_rank(train_options(args))
+        if options.backend == "mwms":  # TF_CONFIG before TensorFlow starts; a launcher that names no workers: refused
+            from hpcai_tf.train.backend_mwms import plan_workers
+            from hpcai_tf.train.tf_config import DEFAULT_PORT_BASE
+
+            plan_workers(os.environ, options.port_base or DEFAULT_PORT_BASE)
+        import_tensorflow()  # first, so that what TensorFlow's libraries print while loading is filtered
+        from hpcai_tf.train.loop import run_rank
+
+        return run_rank(options)
     except AgreedError as err:
         if _current_rank()[0] != 0:
             return err.exit_code  # rank 0 prints the error every rank agreed on
@@ -165,7 +182,11 @@ def _run_this_rank(args: argparse.Namespace) -> int:
             print(f"hpcai: error: {err}" + (f" (rank {rank})" if rank else ""), file=sys.stderr, flush=True)
             os._exit(err.exit_code)
         raise
-    except Exception:
+    except Exception as err:
+        lost = _lost_worker(err)
+        if lost:  # one line, not TensorFlow's traceback of the collective that failed
+            print(f"hpcai: error: {lost}", file=sys.stderr, flush=True)
+            os._exit(1)
         if _current_rank()[1] > 1:
             traceback.print_exc()
             sys.stderr.flush()
