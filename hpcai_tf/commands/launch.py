@@ -32,10 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="runs go to DIR/runs/<workload>-<jobid> (default: the directory the job is submitted from)",
     )
+    add_backend_option(launch)
     add_job_options(launch)
     launch.add_argument("--out", type=Path, metavar="FILE", help="write the script here (default: standard output)")
     launch.add_argument("--submit", action="store_true", help="submit the script and print the job id")
     launch.set_defaults(func=_launch, passthrough_to="hpcai train")
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, which ``hpcai launch`` and ``hpcai scale`` pass to every rank's ``hpcai train``."""
+    parser.add_argument(
+        "--backend",
+        metavar="{horovod,mwms}",
+        help="data-parallel backend of hpcai train (default: the site's training.backend, else horovod)",
+    )
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +106,7 @@ def launch_request(args: argparse.Namespace, nodes: int, ranks_per_node: int | N
         cuda_aware_mpi=args.cuda_aware_mpi,
         signal_lead=_count(args.signal_lead, "--signal-lead"),  # type: ignore[arg-type]
         train_args=tuple(args.passthrough),
+        backend=args.backend,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -73,9 +74,10 @@ def check_train_arguments(workload: str, argv: list[str]) -> None:
     """
     parser = _TrainArgumentParser(prog="hpcai")
     _register_train(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", workload, *argv])
-    for field, each in train_flags():
-        if each.set_by_job_script and getattr(args, field.name) not in (None, False):
+    parser.parse_args(["train", workload, *argv])
+    given = {arg.split("=", 1)[0] for arg in argv}
+    for _, each in train_flags():
+        if each.set_by_job_script and each.name in given:
             raise KitError(set_by_job_script(each.name))
 
 
@@ -133,7 +135,18 @@ def _start_mpirun(args: argparse.Namespace) -> int:
         args.ranks, [*rank_entry_argv(), *rank_arguments(args, run_dir)], env, mpirun=find_mpirun(env)
     )
     print(f"hpcai: {' '.join(command[:9])} ... ({args.ranks} ranks, run directory {run_dir})", flush=True)
-    return run_mpirun(command, env)
+    status = run_mpirun(command, env)
+    if status > 128 and status != 128 + signal.SIGINT:  # a rank killed by a signal cannot say so itself
+        name = _signal_name(status - 128)
+        print(f"hpcai: error: a rank was killed ({name}); mpirun ended the job (status {status})", file=sys.stderr)
+    return status
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _current_rank() -> tuple[int, int]:

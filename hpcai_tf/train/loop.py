@@ -279,9 +279,9 @@ class Trainer:
         data = ranks.agree(lambda: self.workload.prepare_data(context), "hpcai.data")
         # The data actually read (e.g. the generated smoke data), for `hpcai evaluate` and the report.
         config["run"]["data"] = data.description.get("path")
-        with self.backend.scope():
+        with self.backend.scope():  # the model, its metrics and (in _compile) its optimizer
             model = ranks.agree(lambda: self.workload.build_model(context, data), "hpcai.model")
-        loss, metrics = self.workload.loss_and_metrics(context, data)
+            loss, metrics = self.workload.loss_and_metrics(context, data)
         stages = self.workload.stages(config)
         state = TrainState(**saved_state) if saved_state else TrainState()
         if state.steps_per_epoch and state.steps_per_epoch != data.steps_per_epoch:

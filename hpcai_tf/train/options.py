@@ -93,6 +93,7 @@ class TrainOptions:
                 "value",
                 "{horovod,mwms}",
                 f"data-parallel backend (default {DEFAULT_BACKEND})",
+                set_by_job_script=True,
                 doc=(
                     "`horovod` (default): Horovod over MPI. `mwms`: TensorFlow's `MultiWorkerMirroredStrategy`, "
                     "no Horovod needed; `TF_CONFIG` is built from the launcher's environment (see "
@@ -294,6 +295,8 @@ JOB_SCRIPT_FLAGS = tuple(each.name for _, each in train_flags() if each.set_by_j
 
 def set_by_job_script(flag: str) -> str:
     """The one-line refusal of a :data:`JOB_SCRIPT_FLAGS` flag among a job's train arguments."""
+    if flag == "--backend":
+        return "train argument --backend: give --backend to hpcai launch or hpcai scale, which write it for every rank"
     return (
         f"train argument {flag}: set by the job script (the run directory is named after the job and the launcher "
         "starts the ranks); leave it out"

@@ -24,12 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hpcai_tf.errors import KitError
+from hpcai_tf.train.image_contract import WORKER_ADDRESS_VARIABLE
 
 TF_CONFIG = "TF_CONFIG"
 DEFAULT_PORT_BASE = 23456
 """Worker ``r`` listens on this port plus ``r`` (``--port-base`` changes it)."""
 LOOPBACK = "127.0.0.1"
-ADDRESS_VARIABLE = "HPCAI_WORKER_ADDRESS"
+ADDRESS_VARIABLE = WORKER_ADDRESS_VARIABLE
 """When set, every worker is reached at this address (e.g. 127.0.0.1 on the emulated nodes, whose names do not
 resolve); otherwise at its host's name, or 127.0.0.1 when all workers share one host."""
 

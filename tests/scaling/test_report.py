@@ -92,9 +92,15 @@ def test_report_cli_writes_table_csv_and_png(hpcai, tmp_path: Path):
     out = tmp_path / "report"
     result = hpcai("report", str(one), str(two), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[2] == "| local | host | 1 | 1 | 100.00 | 1.000 | 1.000 | 10.00 | 320.29 |"
-    assert result.stdout.splitlines()[3] == "| local | host | 2 | 1 | 190.00 | 1.900 | 0.950 | 5.26 | 168.57 |"
-    assert (out / "report.csv").read_text().splitlines()[0].startswith("site,image,ranks,runs,samples/s,speedup")
+    assert (
+        result.stdout.splitlines()[2] == "| local | host | horovod | 1 | 1 | 100.00 | 1.000 | 1.000 | 10.00 | 320.29 |"
+    )
+    assert (
+        result.stdout.splitlines()[3] == "| local | host | horovod | 2 | 1 | 190.00 | 1.900 | 0.950 | 5.26 | 168.57 |"
+    )
+    assert (
+        (out / "report.csv").read_text().splitlines()[0].startswith("site,image,backend,ranks,runs,samples/s,speedup")
+    )
     assert (out / "report.md").read_text().startswith("# gw: measured scaling\n")
     assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
