@@ -86,19 +86,20 @@ def rank_arguments(args: argparse.Namespace, run_dir: Path) -> list[str]:
     return ["train", args.workload, "--run-dir", str(run_dir), *forwarded_arguments(args)]
 
 
-def _quiet_tensorflow() -> None:
-    """Before TensorFlow is imported: tf.keras as the stack wants it, C++ INFO and WARNING lines hidden (unless the
-    user set the variables); see hpcai_tf.train.tf_environment. Ranks started with --ranks inherit it."""
+def _quiet_tensorflow(backend: str = "horovod") -> None:
+    """Before TensorFlow is imported: tf.keras as the stack wants it, C++ INFO and WARNING lines hidden (ERROR
+    lines too under --backend mwms), unless the user set the variables; see hpcai_tf.train.tf_environment. Ranks
+    started with --ranks inherit it."""
     from hpcai_tf.train.tf_environment import prepare_tensorflow
 
-    prepare_tensorflow()
+    prepare_tensorflow(backend=backend)
 
 
 def train_command(args: argparse.Namespace) -> int:
     from hpcai_tf.train.launcher_env import detect_launcher
     from hpcai_tf.train.options import check_backend_options
 
-    _quiet_tensorflow()
+    _quiet_tensorflow(args.backend)
     check_backend_options(train_options(args))
 
     claim = detect_launcher()

@@ -270,8 +270,10 @@ class MwmsBackend:
                 f"--backend mwms: worker {workers} of {self.plan.size} stopped (no heartbeats); the job ends on "
                 f"worker {self.plan.rank}"
             )
-        reason = next((line for line in lines if "Graph execution error" not in line), type(error).__name__)
-        return f"--backend mwms: a collective failed on worker {self.plan.rank} ({reason[:200]}); the job ends"
+        telling = ("timed out", "timeout", "aborted by", "failed to connect", "unavailable", "deadline")
+        reason = next((line for line in lines if any(word in line.lower() for word in telling)), type(error).__name__)
+        reason = reason.split("aborted by:", 1)[-1].strip()
+        return f"--backend mwms: a collective failed on worker {self.plan.rank} ({reason[:160]}); the job ends"
 
     def settings(self) -> dict[str, Any]:
         config = self.plan.config

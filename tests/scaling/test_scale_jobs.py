@@ -77,7 +77,7 @@ def test_scale_submits_one_job_per_count_waits_and_reports(slurm_cluster, hpcai,
         assert "#SBATCH --ntasks-per-node=" + str(job["ranks"]) in Path(job["script"]).read_text()
         assert f"hpcai scale: job {job['job_id']} ({job['ranks']} rank" in result.stdout
     rows = [line.split("|")[1:-1] for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
-    assert [int(row[2]) for row in rows[1:]] == [1, 2]
+    assert [int(row[3]) for row in rows[1:]] == [1, 2]  # site, image, backend, ranks
     assert rows[1][0].strip() == "local"
     assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

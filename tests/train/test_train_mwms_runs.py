@@ -142,25 +142,25 @@ def test_a_worker_killed_mid_epoch_ends_the_job_within_60_s_with_one_line(kit, g
 
 
 @pytest.mark.parametrize(
-    ("workload", "extra"),
+    ("workload", "extra", "epochs"),
     [
-        # the first two stages ('head': the base frozen, then 'from-40'), one epoch each, 96 galaxies
-        ("des", ["--epochs", "2", "--set", "data.samples=96"]),
-        # 2 epochs of 2 steps at 32x32 (the smoke size): BatchNorm statistics averaged before each checkpoint
-        ("resnet50", ["--epochs", "2", "--steps-per-epoch", "2"]),
+        # the first two stages ('head': the base frozen, then 'from-40'), one epoch of 2 steps each, 96 galaxies
+        ("des", ["--epochs", "2", "--steps-per-epoch", "2", "--set", "data.samples=96"], 2),
+        # one epoch of 2 steps at 32x32 (the smoke size): BatchNorm statistics averaged before the checkpoint
+        ("resnet50", ["--epochs", "1", "--steps-per-epoch", "2"], 1),
     ],
 )
-def test_image_workloads_train_with_identical_weights(kit, tmp_path, workload, extra):
+def test_image_workloads_train_with_identical_weights(kit, tmp_path, workload, extra, epochs):
     run_dir = tmp_path / "run"
     start = time.time()
     done = kit.run(
-        "train", workload, "--ranks", "2", *MWMS, "--smoke", "--deterministic", "--no-tensorboard", *extra,
+        "train", workload, "--ranks", "2", *MWMS, "--smoke", "--no-tensorboard", *extra,
         "--run-dir", str(run_dir), "--port-base", str(free_port_base()), timeout=580,
     )  # fmt: skip
     print(f"\n[duration] {workload} --smoke --ranks 2 --backend mwms: {time.time() - start:.1f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     found = kit.records(run_dir)
-    assert [r["type"] for r in found] == ["provenance", "epoch", "epoch", "final"]
+    assert [r["type"] for r in found] == ["provenance"] + ["epoch"] * epochs + ["final"]
     assert found[0]["backend"] == "mwms"
     final = found[-1]
     assert final["weights_agree"] and len(set(final["weights_digest_per_rank"])) == 1

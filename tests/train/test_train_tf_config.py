@@ -178,3 +178,11 @@ def test_horovod_flags_are_refused_with_mwms_and_mwms_flags_with_horovod(kit):
     )
     done = kit.run("train", "gw", "--port-base", "30000", "--smoke", timeout=60)
     assert done.stderr.strip() == "hpcai: error: --port-base: only with --backend mwms, this run has --backend horovod"
+
+
+def test_mwms_hides_tensorflows_cpp_error_lines_unless_the_user_set_a_level():
+    from hpcai_tf.train.tf_environment import prepare_tensorflow
+
+    assert prepare_tensorflow({}, backend="mwms")["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    assert prepare_tensorflow({}, backend="horovod")["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    assert prepare_tensorflow({"TF_CPP_MIN_LOG_LEVEL": "0"}, backend="mwms")["TF_CPP_MIN_LOG_LEVEL"] == "0"
