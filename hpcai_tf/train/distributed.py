@@ -181,7 +181,7 @@ def current_ranks() -> Ranks | None:
 def init_ranks(
     backend: str, *, deterministic: bool, timeline: str | None, seed: int, collective_timeout: float
 ) -> Ranks:
-    """Start ``backend`` on this rank and apply :func:`prepare_rank` (threads, GPU, seeds)."""
+    """Start ``backend`` (horovod or mwms) on this rank, with its threads, GPU and seeds set."""
     if backend == "mwms":
         from hpcai_tf.train.backend_mwms import init_mwms
 
