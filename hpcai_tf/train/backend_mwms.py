@@ -292,7 +292,7 @@ def init_mwms(*, deterministic: bool, seed: int, collective_timeout: float) -> R
     tf.get_logger().setLevel("ERROR")  # also its note that eager collectives are slow: the kit's are few
     plan = current_plan(os.environ)
     set_threads_and_gpu(plan.local_rank, plan.local_size)
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout)
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout or None)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if strategy.num_replicas_in_sync != plan.size:
         raise KitError(

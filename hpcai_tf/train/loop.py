@@ -128,7 +128,9 @@ def run_rank(options: TrainOptions) -> int:
             deterministic=options.deterministic,
             timeline=options.timeline,
             seed=config["seed"],
-            collective_timeout=options.collective_timeout or DEFAULT_COLLECTIVE_TIMEOUT,
+            collective_timeout=(
+                DEFAULT_COLLECTIVE_TIMEOUT if options.collective_timeout is None else options.collective_timeout
+            ),
         )
         return Trainer(options, config, ranks, flag, started_at, started).run()
     finally:

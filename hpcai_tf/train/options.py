@@ -117,7 +117,8 @@ class TrainOptions:
         f"mwms: a collective waits at most this long (default {DEFAULT_COLLECTIVE_TIMEOUT:g})",
         doc=(
             "`--backend mwms`: a collective that waits longer for the other workers fails the run "
-            f"(default {DEFAULT_COLLECTIVE_TIMEOUT:g} s); a dead worker is noticed sooner, by its missing heartbeats"
+            f"(default {DEFAULT_COLLECTIVE_TIMEOUT:g} s; 0: none, TensorFlow's default); a dead worker is noticed "
+            "sooner, by its missing heartbeats. TensorFlow keeps a thread per collective for the timeout's length"
         ),
     )
     run_dir: str | None = flag(
@@ -225,8 +226,8 @@ def check_backend_options(options: TrainOptions) -> None:
         if name in given:
             owner = "mwms" if options.backend == "horovod" else "horovod"
             raise KitError(f"{name}: only with --backend {owner}, this run has --backend {options.backend}")
-    if options.collective_timeout is not None and not options.collective_timeout > 0:
-        raise KitError(f"--collective-timeout: expected a positive number of seconds, got {options.collective_timeout}")
+    if options.collective_timeout is not None and not options.collective_timeout >= 0:
+        raise KitError(f"--collective-timeout: expected seconds >= 0 (0: no timeout), got {options.collective_timeout}")
 
 
 def train_flags() -> list[tuple[dataclasses.Field, TrainFlag]]:

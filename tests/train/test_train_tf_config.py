@@ -186,3 +186,13 @@ def test_mwms_hides_tensorflows_cpp_error_lines_unless_the_user_set_a_level():
     assert prepare_tensorflow({}, backend="mwms")["TF_CPP_MIN_LOG_LEVEL"] == "3"
     assert prepare_tensorflow({}, backend="horovod")["TF_CPP_MIN_LOG_LEVEL"] == "2"
     assert prepare_tensorflow({"TF_CPP_MIN_LOG_LEVEL": "0"}, backend="mwms")["TF_CPP_MIN_LOG_LEVEL"] == "0"
+
+
+def test_collective_timeout_is_seconds_or_zero_for_none():
+    from hpcai_tf.train.options import TrainOptions, check_backend_options
+
+    check_backend_options(TrainOptions("gw", backend="mwms", collective_timeout=0.0))
+    with pytest.raises(KitError, match=r"--collective-timeout: expected seconds >= 0 \(0: no timeout\), got -1"):
+        check_backend_options(TrainOptions("gw", backend="mwms", collective_timeout=-1.0))
+    with pytest.raises(KitError, match="--backend: expected one of horovod, mwms, got 'gloo'"):
+        check_backend_options(TrainOptions("gw", backend="gloo"))
