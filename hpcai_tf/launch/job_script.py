@@ -342,15 +342,14 @@ def plan_job(request: LaunchRequest) -> JobScript:
         *container_and_train_lines(request, runtime, backend),
     ]
     where = "on the host" if runtime == "none" else f"in {runtime}"
-    if backend != DEFAULT_BACKEND:
-        where += f", backend {backend}"
+    with_backend = f"backend {backend}, " if backend != DEFAULT_BACKEND else ""
     return JobScript(
         site=site,
         template=batch.template,
         name=f"hpcai-{request.workload}",
         summary=(
             f"{request.workload} on {site.name} ({site.id}): {_nodes(request.nodes)} of type {node.name}, "
-            f"{ranks_per_node} ranks per node, started by {launcher}, {where}"
+            f"{ranks_per_node} ranks per node, {with_backend}started by {launcher}, {where}"
         ),
         partition=partition.name,
         nodes=request.nodes,
