@@ -198,8 +198,9 @@ def _run_this_rank(args: argparse.Namespace) -> int:
         raise
     except Exception as err:
         lost = _lost_worker(err)
-        if lost:  # one line, not TensorFlow's traceback of the collective that failed
-            print(f"hpcai: error: {lost}", file=sys.stderr, flush=True)
+        if lost is not None:  # one line (or none), not TensorFlow's traceback of the collective that failed
+            if lost:
+                print(f"hpcai: error: {lost}", file=sys.stderr, flush=True)
             os._exit(1)
         if _current_rank()[1] > 1:
             traceback.print_exc()

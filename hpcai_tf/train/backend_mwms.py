@@ -256,12 +256,17 @@ class MwmsBackend:
         return plain
 
     def lost_worker(self, error: BaseException) -> str | None:
+        """One line for a lost worker; "" (say nothing) under mpirun when the peer's process is gone: mpirun ends
+        the job and names the rank that died (the ``--ranks`` parent in one line), so the survivors stay quiet."""
         import tensorflow as tf
 
         lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)
         if not isinstance(error, lost):
             return None
         text = getattr(error, "message", str(error))
+        gone = ("connection reset", "connection refused", "failed to connect", "socket closed")
+        if self.plan.launcher.startswith("mpirun") and any(word in text.lower() for word in gone):
+            return ""
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         tasks = sorted({line for line in lines if line.startswith("/job:worker/")})
         if tasks:

@@ -74,7 +74,8 @@ class Backend(Protocol):
         ...
 
     def lost_worker(self, error: BaseException) -> str | None:
-        """The one-line message when ``error`` means another worker is gone, else None."""
+        """The one-line message when ``error`` means another worker is gone ("" when the launcher reports it),
+        else None."""
         ...
 
     def settings(self) -> dict[str, Any]:
