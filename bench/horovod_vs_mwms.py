@@ -14,7 +14,6 @@ Efficiency = 2-process throughput / (2 x one process alone); the last line per w
 
 from __future__ import annotations
 
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from _common import ONE_THREAD, REPO, SMALL_RESNET, bench_env, hpcai, load_avera
 
 sys.path.insert(0, str(REPO))
 
+from hpcai_tf.train.backend_mwms import free_port_base
 from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
 
 ROUNDS = 2
@@ -35,20 +35,6 @@ def throughput(run_dir: Path) -> float:
     """Median global samples/s over the epochs after the first."""
     epochs = [r["global_samples_per_sec"] for r in read_records(run_dir / METRICS_FILE) if r.get("type") == "epoch"]
     return statistics.median(epochs[1:] or epochs)
-
-
-def free_port_base() -> int:
-    """A base port whose next port is free too (the two MWMS workers listen on base and base + 1)."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("", 0))
-            base = probe.getsockname()[1]
-        with socket.socket() as probe:
-            try:
-                probe.bind(("", base + 1))
-                return base
-            except OSError:
-                continue
 
 
 def train(work: Path, name: str, workload: str, args: list[str]) -> Path:
@@ -91,7 +77,7 @@ def main() -> None:
                 rates["1 process"].append(throughput(train(work, f"{tag}-one", workload, args)))
                 rates["2 independent"].append(independent(work, f"{tag}-ind", workload, args))
                 rates["Horovod"].append(throughput(train(work, f"{tag}-hvd", workload, [*args, "--ranks", "2"])))
-                mwms = [*args, "--ranks", "2", "--backend", "mwms", "--port-base", str(free_port_base())]
+                mwms = [*args, "--ranks", "2", "--backend", "mwms", "--port-base", str(free_port_base(2))]
                 rates["MWMS"].append(throughput(train(work, f"{tag}-mwms", workload, mwms)))
             best = {name: max(found) for name, found in rates.items()}
             single = best["1 process"]

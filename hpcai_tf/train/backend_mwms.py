@@ -70,6 +70,17 @@ def port_problem(port: int) -> str | None:
     return None
 
 
+def free_port_base(count: int, attempts: int = 100) -> int:
+    """A ``--port-base`` whose ``count`` ports are free now (for tests and benchmarks that run beside others)."""
+    for _ in range(attempts):
+        with socket.socket() as probe:
+            probe.bind(("", 0))
+            base = probe.getsockname()[1]
+        if base + count <= 65536 and not any(port_problem(base + offset) for offset in range(count)):
+            return base
+    raise KitError(f"--port-base: no {count} free consecutive ports found in {attempts} tries")
+
+
 def _gather_over_mpi(value: Any) -> list[Any]:
     """``value`` of every rank, in rank order, over MPI (mpirun's ranks; MPI stays initialised, as under Horovod,
     so that mpirun ends the job when a rank dies)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,21 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import HPCAI, run_hpcai
 
+from hpcai_tf.train.backend_mwms import free_port_base
 from hpcai_tf.train.metrics_log import read_records
-
-
-def free_port_pair() -> int:
-    """A port P with P + 1 free as well (the nodes share this machine's network: worker r listens on P + r)."""
-    while True:
-        with socket.socket() as first:
-            first.bind(("", 0))
-            base = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("", base + 1))
-                except OSError:
-                    continue
-        return base
 
 
 @pytest.mark.slow
@@ -42,7 +28,7 @@ def test_hal_two_nodes_one_mwms_worker_each_by_srun():
     try:
         made = run_hpcai("data", "gw", "--smoke", "--n", "160", "--out", str(root / "gw.h5"), timeout=120)
         assert made.returncode == 0, made.stderr
-        base = free_port_pair()
+        base = free_port_base(2)
         train = [
             "--smoke",
             "--data",

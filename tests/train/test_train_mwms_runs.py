@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import time
 
 import pytest
 
+from hpcai_tf.train.backend_mwms import free_port_base
 from hpcai_tf.train.checkpoint import load_checkpoint
 from hpcai_tf.train.signals import EXIT_PREEMPTED
 from hpcai_tf.train.tf_environment import tensorflow_environment
@@ -27,26 +27,6 @@ MWMS = ["--backend", "mwms"]
 ENV = tensorflow_environment("mwms")
 """What a user's run gets (the tests' default environment is the Horovod backend's): C++ ERROR lines hidden."""
 GW = ["--smoke", "--deterministic", "--no-tensorboard", "--epochs", "3"]
-
-
-def free_port_base(count: int = 2) -> int:
-    """A port P such that P .. P + count - 1 are free now (each worker listens on base + rank)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("", 0))
-            base = probe.getsockname()[1]
-        if base + count <= 65535 and all(_free(base + offset) for offset in range(count)):
-            return base
-    raise AssertionError("no free port range found")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +45,7 @@ def gw_scale(kit, gw_data, tmp_path_factory):
     start = time.time()
     done = kit.run(
         "scale", "gw", "--ranks", "1,2", "--backend", "mwms", "--out", str(out),
-        "--", *GW, "--data", str(gw_data), "--port-base", str(free_port_base()), timeout=580, **ENV,
+        "--", *GW, "--data", str(gw_data), "--port-base", str(free_port_base(2)), timeout=580, **ENV,
     )  # fmt: skip
     print(f"\n[duration] scale gw --ranks 1,2 --backend mwms: {time.time() - start:.1f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -108,7 +88,7 @@ def test_sigusr1_on_one_worker_stops_both_and_the_resume_is_bitwise(kit, gw_data
     run_dir = tmp_path / "run"
     # Checks every 3 of the 4 steps (at 3 and 4): numerics do not change.
     common = ["train", "gw", "--ranks", "2", *MWMS, *GW, "--data", str(gw_data), "--run-dir", str(run_dir),
-              "--set", "preemption_check_steps=3", "--port-base", str(free_port_base())]  # fmt: skip
+              "--set", "preemption_check_steps=3", "--port-base", str(free_port_base(2))]  # fmt: skip
     process = kit.start(*common, log=tmp_path / "first.log", **ENV)
     try:
         kit.signal_after_first_checkpoint(process, run_dir, 1, signal.SIGUSR1)  # worker 1 only: they must agree
@@ -129,7 +109,7 @@ def test_sigusr1_on_one_worker_stops_both_and_the_resume_is_bitwise(kit, gw_data
 def test_a_worker_killed_mid_epoch_ends_the_job_within_60_s_with_one_line(kit, gw_data, tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", "gw", "--ranks", "2", *MWMS, "--smoke", "--data", str(gw_data), "--run-dir", str(run_dir),
-            "--epochs", "50", "--steps-per-epoch", "2", "--no-tensorboard", "--port-base", str(free_port_base())]  # fmt: skip
+            "--epochs", "50", "--steps-per-epoch", "2", "--no-tensorboard", "--port-base", str(free_port_base(2))]  # fmt: skip
     log = tmp_path / "run.log"
     process = kit.start(*args, log=log, **ENV)
     try:
@@ -159,7 +139,7 @@ def test_image_workloads_train_with_identical_weights(kit, tmp_path, workload, e
     start = time.time()
     done = kit.run(
         "train", workload, "--ranks", "2", *MWMS, "--smoke", "--no-tensorboard", *extra,
-        "--run-dir", str(run_dir), "--port-base", str(free_port_base()), timeout=580, **ENV,
+        "--run-dir", str(run_dir), "--port-base", str(free_port_base(2)), timeout=580, **ENV,
     )  # fmt: skip
     print(f"\n[duration] {workload} --smoke --ranks 2 --backend mwms: {time.time() - start:.1f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
