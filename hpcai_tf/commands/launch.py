@@ -84,15 +84,17 @@ def launch_request(args: argparse.Namespace, nodes: int, ranks_per_node: int | N
     from hpcai_tf.launch.job_script import LaunchRequest
     from hpcai_tf.launch.jsrun import LAYOUTS
 
+    site = load_site(args.site)
     if args.passthrough and args.workload in WORKLOADS:
         from hpcai_tf.commands.train import check_train_arguments
+        from hpcai_tf.launch.job_script import site_backend
 
-        check_train_arguments(args.workload, args.passthrough)
+        check_train_arguments(args.workload, args.passthrough, args.backend or site_backend(site))
     if args.jsrun_layout is not None and args.jsrun_layout not in LAYOUTS:
         raise KitError(f"--jsrun-layout: expected one of {', '.join(LAYOUTS)}, got {args.jsrun_layout!r}")
     return LaunchRequest(
         workload=args.workload,
-        site=load_site(args.site),
+        site=site,
         nodes=nodes,
         ranks_per_node=ranks_per_node,
         node_type=args.node_type,

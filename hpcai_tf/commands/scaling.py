@@ -214,11 +214,9 @@ def _scale_jobs(args: argparse.Namespace) -> list[Path] | None:
 def _scale_here(args: argparse.Namespace) -> list[Path]:
     """``hpcai train --ranks N`` with mpirun on this machine, one count after another."""
     from hpcai_tf.commands.train import check_train_arguments
-    from hpcai_tf.train.options import BACKENDS
+    from hpcai_tf.train.options import DEFAULT_BACKEND
 
-    check_train_arguments(args.workload, args.passthrough)
-    if args.backend is not None and args.backend not in BACKENDS:
-        raise KitError(f"--backend: expected one of {', '.join(BACKENDS)}, got {args.backend!r}")
+    check_train_arguments(args.workload, args.passthrough, args.backend or DEFAULT_BACKEND)
     run_dirs = []
     for ranks in args.ranks:
         run_dir = args.out / f"{args.workload}-{ranks}ranks"

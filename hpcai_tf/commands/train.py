@@ -65,20 +65,26 @@ class _TrainArgumentParser(argparse.ArgumentParser):
         raise KitError("train arguments after --: -h/--help prints help; run `hpcai train --help` instead")
 
 
-def check_train_arguments(workload: str, argv: list[str]) -> None:
+def check_train_arguments(workload: str, argv: list[str], backend: str | None = None) -> None:
     """Parse ``hpcai train WORKLOAD ARGV`` with the training parser itself, so that a job fails when its
     script is written, not hours later in the queue; a KitError names the argument and what was expected.
 
     The flags of :data:`~hpcai_tf.train.options.JOB_SCRIPT_FLAGS` are the launcher's (the job resumes in its own
-    run directory).
+    run directory); with ``backend``, a flag of the other backend is refused too.
     """
+    import dataclasses
+
+    from hpcai_tf.train.options import check_backend_options
+
     parser = _TrainArgumentParser(prog="hpcai")
     _register_train(parser.add_subparsers(dest="command"))
-    parser.parse_args(["train", workload, *argv])
+    args = parser.parse_args(["train", workload, *argv])
     given = {arg.split("=", 1)[0] for arg in argv}
     for _, each in train_flags():
         if each.set_by_job_script and each.name in given:
             raise KitError(set_by_job_script(each.name))
+    if backend is not None:
+        check_backend_options(dataclasses.replace(train_options(args), backend=backend))
 
 
 def rank_arguments(args: argparse.Namespace, run_dir: Path) -> list[str]:
