@@ -131,18 +131,21 @@ def _start_mpirun(args: argparse.Namespace) -> int:
         rank_entry_argv,
         run_mpirun,
     )
-    from hpcai_tf.train.run_dir import choose_run_dir
+    from hpcai_tf.train.run_dir import abandon_run_dir, before_run_dir, make_run_dir, plan_run_dir
 
     options = train_options(args)
     run_config(options)  # a bad config is reported once, here, not by every rank
-    run_dir = choose_run_dir(args.workload, args.run_dir, args.resume)
+    run_dir = plan_run_dir(args.workload, args.run_dir, args.resume)
     progress = {PROGRESS_BAR_ENV: "1" if sys.stdout.isatty() else "0"}
     env = mpirun_environment(os.environ, {"PYTHONUNBUFFERED": "1", **progress})
-    command = mpirun_command(
-        args.ranks, [*rank_entry_argv(), *rank_arguments(args, run_dir)], env, mpirun=find_mpirun(env)
-    )
+    mpirun = find_mpirun(env)
+    before = before_run_dir(run_dir)
+    run_dir = make_run_dir(run_dir)
+    command = mpirun_command(args.ranks, [*rank_entry_argv(), *rank_arguments(args, run_dir)], env, mpirun=mpirun)
     print(f"hpcai: {' '.join(command[:9])} ... ({args.ranks} ranks, run directory {run_dir})", flush=True)
     status = run_mpirun(command, env)
+    if status not in (0, EXIT_PREEMPTED) and not (run_dir / METRICS_FILE).exists():
+        abandon_run_dir(run_dir, before)  # the ranks refused or failed before recording anything: leave nothing
     if status > 128 and status != 128 + signal.SIGINT:  # a rank killed by a signal cannot say so itself
         name = _signal_name(status - 128)
         print(f"hpcai: error: a rank was killed ({name}); mpirun ended the job (status {status})", file=sys.stderr)

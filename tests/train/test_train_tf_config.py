@@ -196,3 +196,24 @@ def test_collective_timeout_is_seconds_or_zero_for_none():
         check_backend_options(TrainOptions("gw", backend="mwms", collective_timeout=-1.0))
     with pytest.raises(KitError, match="--backend: expected one of horovod, mwms, got 'gloo'"):
         check_backend_options(TrainOptions("gw", backend="gloo"))
+
+
+def test_a_taken_port_under_mpirun_is_refused_once_by_every_rank_before_tensorflow_starts(kit, tmp_path):
+    """Rank 1's port is taken: the ranks exchange their port checks over MPI and all refuse; rank 0 says so."""
+    from hpcai_tf.train.backend_mwms import free_port_base
+
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text("raise SystemExit('tensorflow was imported')\n")
+    base = free_port_base(2)
+    with socket.socket() as taken:
+        taken.bind(("", base + 1))
+        taken.listen()
+        done = kit.run(
+            "train", "gw", "--ranks", "2", "--backend", "mwms", "--smoke", "--port-base", str(base),
+            "--run-dir", str(tmp_path / "run"), PYTHONPATH=str(tmp_path), timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"hpcai: error: --backend mwms: port {base + 1} (--port-base {base} + rank 1) on ")
+    assert line.endswith("Address already in use; choose another --port-base")
+    assert not (tmp_path / "run").exists()
