@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from hpcai_tf.image.singularity import SQUASHFS_COMPRESSION
 from hpcai_tf.paths import WHEELS_DIR
 from hpcai_tf.train.image_contract import CONTEXT_PATHS, IMAGE_PATHS
 
@@ -65,6 +66,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="prebuilt Horovod wheels, staged when they fit the site (default: .cache/wheels, which "
         "scripts/setup-venv.sh fills; 'none' compiles Horovod in the image)",
+    )
+    build.add_argument(
+        "--sif-compression",
+        choices=list(SQUASHFS_COMPRESSION),
+        default="gzip",
+        help="with --runtime singularity: the SIF's squashfs compression (default gzip, which every runtime mounts; "
+        "zstd compresses about 4x faster at the same size where the kernel or squashfuse has zstd)",
     )
     build.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     build.add_argument(
@@ -136,7 +144,12 @@ def _build(args: argparse.Namespace) -> int:
     from hpcai_tf.image.context import BuildOptions
     from hpcai_tf.image.docker_engine import human_size
 
-    options = BuildOptions(ca_bundle=args.ca_bundle, index_url=args.index_url, wheels_dir=args.wheels)
+    options = BuildOptions(
+        ca_bundle=args.ca_bundle,
+        index_url=args.index_url,
+        wheels_dir=args.wheels,
+        sif_compression=args.sif_compression,
+    )
     if args.recipe is not None:
         if args.runtime == "docker":
             result = build_recipe_dir(args.recipe, options, no_cache=args.no_cache, quiet=args.quiet)
