@@ -8,6 +8,7 @@ gives on the reference machine (:func:`hpcai_tf.image.host.build_blockers`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,12 @@ class Mark:
     @property
     def checks(self) -> list[str]:
         return [self.check, *self.also]
+
+    @property
+    def make_target(self) -> str | None:
+        """The make target a mark CI does not run names in its ``how`` (``by make test-gpu-image``), or ``None``."""
+        found = re.search(r"\bby make ([a-z-]+)\b", self.how)
+        return found[1] if found else None
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,9 @@ def _mpi(site: Site) -> str:
 
 def _exercised(site: Site, marks: dict[str, Mark], not_built: str | None = None) -> str:
     if marks:
-        return ", ".join(name for name in MARKS if name in marks)
+        done = ", ".join(name for name in MARKS if name in marks)
+        targets = sorted({f"`make {m.make_target}`" for m in marks.values() if not m.ci and m.make_target})
+        return done + (f" (by {', '.join(targets)}, not in CI)" if targets else "")
     blockers = build_blockers(site, REFERENCE_HOST)
     if blockers:
         return "rendered only: it " + "; and it ".join(b.reason for b in blockers)

@@ -80,9 +80,10 @@ def test_the_delta_image_builds_from_debian_and_pypi_alone(docker_engine, delta_
         "2.32.3",
     )
     assert labels["org.hpcai.pin.tensorflow"] == "tensorflow-2.21.0"
-    assert "Horovod builds from source inside the image (horovod-0.28.1-cp311-cp311-linux_x86_64.whl: " in (
-        delta_build.stdout
-    )
+    assert (
+        "Horovod builds from source inside the image (horovod-0.28.1-cp311-cp311-linux_x86_64.whl: tensorflow: the "
+        "wheel was built with tensorflow-cpu==2.21.0, the image needs tensorflow==2.21.0)"
+    ) in delta_build.stdout
 
 
 @pytest.mark.timeout(1800)

@@ -36,7 +36,9 @@ CATALOG_REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize(("site", "old", "new", "names"), CATALOG_REFUSALS, ids=[str(i) for i in range(len(CATALOG_REFUSALS))])
+@pytest.mark.parametrize(
+    ("site", "old", "new", "names"), CATALOG_REFUSALS, ids=[str(i) for i in range(len(CATALOG_REFUSALS))]
+)
 def test_catalog_refuses_an_inconsistent_cuda_source(hpcai, tmp_path: Path, site, old, new, names):
     """A wheel-based CUDA on a ppc64le or conda site, a CUDA source on a CPU image, Horovod GPU operations with CUDA
     from the wheels (no nvcc) or none on another GPU image: one line, nothing written."""
