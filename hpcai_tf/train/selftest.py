@@ -267,7 +267,7 @@ def check_cuda_libraries() -> bool:
     return ok
 
 
-def _gpu_train_steps(tf, steps: int) -> tuple[list[float], str]:
+def gpu_train_steps(tf, steps: int) -> tuple[list[float], str]:
     """A tiny regression model, ``steps`` plain gradient steps on the first GPU; the losses and the weights' device."""
     import numpy as np
 
@@ -289,11 +289,9 @@ def _gpu_train_steps(tf, steps: int) -> tuple[list[float], str]:
     return losses, model.trainable_variables[0].device
 
 
-def _nccl_all_reduce(tf, count: int) -> tuple[list[float], list[str]]:
-    """Each GPU contributes (replica + 1); TensorFlow's NCCL all-reduce sums them on every GPU."""
-    strategy = tf.distribute.MirroredStrategy(
-        devices=[f"/gpu:{i}" for i in range(count)], cross_device_ops=tf.distribute.NcclAllReduce()
-    )
+def nccl_all_reduce(tf, devices: list[str]) -> tuple[list[float], list[str]]:
+    """Each device contributes (replica + 1); TensorFlow's NCCL all-reduce sums them on every device."""
+    strategy = tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=tf.distribute.NcclAllReduce())
 
     def replica_sum():
         context = tf.distribute.get_replica_context()
@@ -316,8 +314,8 @@ def check_gpu(expected: int, steps: int = 20) -> bool:
         return False
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
-    losses, device = _gpu_train_steps(tf, steps)
-    sums, devices = _nccl_all_reduce(tf, len(gpus))
+    losses, device = gpu_train_steps(tf, steps)
+    sums, devices = nccl_all_reduce(tf, [f"/gpu:{i}" for i in range(len(gpus))])
     total = len(gpus) * (len(gpus) + 1) / 2
     trained = all(map(math.isfinite, losses)) and losses[-1] < losses[0] and "GPU:0" in device.upper()
     reduced = sums == [total] * len(gpus) and all("GPU" in d.upper() for d in devices)
