@@ -27,7 +27,7 @@ test-singularity: setup ## only the Apptainer suite: harness, SIF of the local i
 	scripts/apptainer-harness.sh prepare
 	HPCAI_TEST_SINGULARITY=1 $(VENV)/bin/pytest tests/singularity $(PYTEST_ARGS)
 
-test-gpu-image: setup ## build and verify the delta GPU image, Docker and SIF (about 40 min; not part of `make test`)
+test-gpu-image: setup ## build and verify the delta GPU image, Docker and SIF (about 80 min fresh; not in `make test`)
 	scripts/apptainer-harness.sh prepare
 	$(VENV)/bin/pytest -m gpu_image tests/build/test_gpu_image.py $(PYTEST_ARGS)
 

@@ -1,7 +1,7 @@
 """The delta site's GPU image, for real: built from Debian and PyPI alone (CUDA, cuDNN and NCCL from NVIDIA's wheels),
 verified with every check a host without a GPU can make, then converted to a SIF and verified again under Apptainer.
 
-Marked ``gpu_image``: `make test-gpu-image` runs these (about 40 minutes on the reference machine, docs/images.md);
+Marked ``gpu_image``: `make test-gpu-image` runs these (about 80 minutes fresh on the reference machine, docs/images.md);
 `make test` deselects them (tests/build/conftest.py), as containers/compatibility.toml says. The GPU checks
 themselves (``gpu``, ``gpu-allreduce``) need NVIDIA GPUs: here they are shown to be left out in one line, and to
 fail in one line each when forced to run without a GPU; they have never passed on the reference machine.
