@@ -483,7 +483,7 @@ def verify_image(
             ok, detail = False, f"exit code {code}; {detail}"
         result = CheckResult(check.name, ok, detail, "" if ok else output)
         report.checks.append(result)
-        out(f"  {'PASS' if ok else 'FAIL'}  {check.name:<13} {detail}")
+        out(f"  {'PASS' if ok else 'FAIL'}  {check.name:<12} {detail}")
         if not ok:
             for line in output.strip().splitlines()[-15:]:
                 out(f"        | {line}")

@@ -54,9 +54,9 @@ def delta_tag(delta_build) -> str:
 def _assert_cpu_checks_pass(stdout: str) -> None:
     for check in CPU_CHECKS:
         assert re.search(rf"^  PASS  {re.escape(check)} ", stdout, re.M), stdout
-    assert f"  PASS  cuda-build    {CUDA_BUILD}\n" in stdout
+    assert f"  PASS  cuda-build   {CUDA_BUILD}\n" in stdout
     assert re.search(
-        r"^  PASS  cuda-libs     libcudart\.so\.12 12\.9 from nvidia/cuda_runtime/lib; libcudnn\.so\.9 9\.28\.0 "
+        r"^  PASS  cuda-libs    libcudart\.so\.12 12\.9 from nvidia/cuda_runtime/lib; libcudnn\.so\.9 9\.28\.0 "
         r"from nvidia/cudnn/lib; libnccl\.so\.2 2\.32\.3 from nvidia/nccl/lib$",
         stdout,
         re.M,
@@ -93,7 +93,7 @@ def test_verify_runs_every_check_a_host_without_a_gpu_can_make(cli, delta_tag):
     result = cli("verify", "--site", "delta", timeout=1700)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith(f"verify {delta_tag} (site delta, docker, 2 ranks)")
-    assert re.search(r"^  PASS  check-build   frameworks: TensorFlow.*; operations: MPI, Gloo$", result.stdout, re.M)
+    assert re.search(r"^  PASS  check-build  frameworks: TensorFlow.*; operations: MPI, Gloo$", result.stdout, re.M)
     _assert_cpu_checks_pass(result.stdout)
 
 
