@@ -20,8 +20,9 @@ is :mod:`hpcai_tf.train.selftest`. The checks:
 =================  ==================================================================================
 
 The 2-rank checks run the image's own ``mpirun`` inside one container, on the CPU. The two GPU checks run only
-where :func:`host_gpus` finds NVIDIA GPUs (with ``--gpus all`` in Docker, ``--nv`` in Apptainer); elsewhere one
-line says they did not run and why. The kit's development machine has no GPU: they have never run there.
+where :func:`host_gpus` finds NVIDIA GPUs (those ``CUDA_VISIBLE_DEVICES`` names when it is set; ``--gpus`` in
+Docker, ``--nv`` in Apptainer, which passes the variable on); elsewhere one line says they did not run and why.
+The kit's development machine has no GPU: they have never run there.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,7 @@ TIMEOUTS = {
 }
 NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 """One directory per NVIDIA GPU (its PCI address) while the NVIDIA driver is loaded."""
+VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 GPU_CHECK_ENV = {"NCCL_DEBUG": "INFO"}
 """The GPU checks' extra environment: NCCL prints its version when it starts a communicator."""
 NCCL_VERSION_LINE = re.compile(r"NCCL INFO NCCL version (\d+\.\d+\.\d+)")
@@ -159,16 +161,32 @@ def parse_check_build(output: str) -> dict[str, dict[str, bool]]:
     return sections
 
 
-def host_gpus(driver_dir: Path = NVIDIA_GPUS) -> int:
-    """How many NVIDIA GPUs this host has: the entries of ``/proc/driver/nvidia/gpus`` (0 without the driver)."""
+def _driver_gpus(driver_dir: Path) -> int:
     try:
         return sum(1 for entry in driver_dir.iterdir() if entry.is_dir())
     except OSError:
         return 0
 
 
-def no_gpu_reason(driver_dir: Path = NVIDIA_GPUS) -> str:
+def visible_gpu_ids(env: Mapping[str, str]) -> list[str] | None:
+    """The GPUs ``CUDA_VISIBLE_DEVICES`` names (Slurm sets it to a job's GPUs), or ``None`` when it is not set."""
+    if VISIBLE_DEVICES not in env:
+        return None
+    return [device.strip() for device in env[VISIBLE_DEVICES].split(",") if device.strip()]
+
+
+def host_gpus(driver_dir: Path = NVIDIA_GPUS, env: Mapping[str, str] = os.environ) -> int:
+    """How many NVIDIA GPUs the GPU checks may use: the entries of ``/proc/driver/nvidia/gpus`` (0 without the
+    driver), or fewer when ``CUDA_VISIBLE_DEVICES`` names fewer."""
+    present = _driver_gpus(driver_dir)
+    ids = visible_gpu_ids(env)
+    return present if ids is None else min(present, len(ids))
+
+
+def no_gpu_reason(driver_dir: Path = NVIDIA_GPUS, env: Mapping[str, str] = os.environ) -> str:
     """Why the GPU checks cannot run on a host where :func:`host_gpus` found none, in a few words."""
+    if _driver_gpus(driver_dir):
+        return f"{VISIBLE_DEVICES} names no GPU on this host"
     where = driver_dir.as_posix()
     return f"no NVIDIA GPU on this host ({where} {'lists none' if driver_dir.is_dir() else 'does not exist'})"
 
@@ -341,18 +359,20 @@ def judge_single(check: str, output: str) -> tuple[bool, str]:
 class DockerRunner:
     """Runs one command per container of a Docker image, removing the container afterwards."""
 
-    def __init__(self, client, image: str, env: dict[str, str]):
-        self.client, self.image, self.env = client, image, env
+    def __init__(self, client, image: str, env: dict[str, str], gpu_ids: list[str] | None = None):
+        self.client, self.image, self.env, self.gpu_ids = client, image, env, gpu_ids
 
     def run(self, argv: Sequence[str], timeout: int, gpu: bool = False) -> tuple[int, str]:
-        """Exit code and output; ``gpu``: with every GPU of the host (``--gpus all``) and the GPU checks' env."""
+        """Exit code and output; ``gpu``: with the GPUs ``CUDA_VISIBLE_DEVICES`` names, else every GPU of the host
+        (``--gpus all``), and the GPU checks' env."""
         import docker
         import requests
 
         env = {**self.env, **GPU_CHECK_ENV} if gpu else self.env
         options: dict = {"environment": env, "shm_size": "1g", "labels": {VERIFY_LABEL: self.image}}
         if gpu:
-            options["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+            which = {"device_ids": self.gpu_ids} if self.gpu_ids is not None else {"count": -1}
+            options["device_requests"] = [docker.types.DeviceRequest(capabilities=[["gpu"]], **which)]
         try:
             container = self.client.containers.run(self.image, list(argv), detach=True, **options)
         except docker.errors.APIError as err:
@@ -400,7 +420,7 @@ def _runner(site: Site, runtime: str, image: str | None):
         image = image or image_tag(site)
         if find_image(client, image) is None:
             raise KitError(f"no image {image} in the Docker engine: build it with `hpcai build --site {site.id}`")
-        return image, DockerRunner(client, image, env)
+        return image, DockerRunner(client, image, env, visible_gpu_ids(os.environ))
     from hpcai_tf.image.singularity import find_runtime
     from hpcai_tf.recipes.render import sif_path
 

@@ -19,6 +19,7 @@ from hpcai_tf.image.verify import (
     judge_gpu,
     judge_gpu_allreduce,
     no_gpu_reason,
+    visible_gpu_ids,
 )
 
 DELTA = load_site("delta")
@@ -54,16 +55,24 @@ def test_a_gpu_site_adds_the_cuda_checks_and_the_gpu_checks_a_cpu_site_has_none(
     ]
 
 
-def test_the_host_gpus_are_the_nvidia_drivers_entries(tmp_path: Path):
-    """No driver directory, an empty one, two GPUs: 0, 0, 2; the reason names the directory and what it showed."""
+def test_the_host_gpus_are_the_nvidia_drivers_entries_or_those_cuda_visible_devices_names(tmp_path: Path):
+    """No driver directory, an empty one, two GPUs: 0, 0, 2; a job's CUDA_VISIBLE_DEVICES (Slurm sets it) narrows
+    them, and Docker is then asked for those devices only; the reason says which of the two left none."""
     driver = tmp_path / "gpus"
-    assert host_gpus(driver) == 0
-    assert no_gpu_reason(driver) == f"no NVIDIA GPU on this host ({driver} does not exist)"
+    assert host_gpus(driver, env={}) == 0
+    assert no_gpu_reason(driver, env={}) == f"no NVIDIA GPU on this host ({driver} does not exist)"
     driver.mkdir()
-    assert (host_gpus(driver), no_gpu_reason(driver)) == (0, f"no NVIDIA GPU on this host ({driver} lists none)")
+    assert host_gpus(driver, env={}) == 0
+    assert no_gpu_reason(driver, env={}) == f"no NVIDIA GPU on this host ({driver} lists none)"
     (driver / "0000:07:00.0").mkdir()
     (driver / "0000:0f:00.0").mkdir()
-    assert host_gpus(driver) == 2
+    assert host_gpus(driver, env={}) == 2
+    assert visible_gpu_ids({}) is None
+    assert visible_gpu_ids({"CUDA_VISIBLE_DEVICES": "1"}) == ["1"]
+    assert host_gpus(driver, env={"CUDA_VISIBLE_DEVICES": "1"}) == 1
+    assert host_gpus(driver, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}) == 2  # never more than the driver lists
+    assert host_gpus(driver, env={"CUDA_VISIBLE_DEVICES": ""}) == 0
+    assert no_gpu_reason(driver, env={"CUDA_VISIBLE_DEVICES": ""}) == "CUDA_VISIBLE_DEVICES names no GPU on this host"
 
 
 def _build(cuda: str, cudnn: str, cuda_build: bool = True) -> str:
