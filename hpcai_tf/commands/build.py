@@ -95,7 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run the self-test inside a site's built image",
         description="Run checks inside the built image: TensorFlow imports with the pinned versions, "
         "`horovodrun --check-build` lists the expected frameworks and controllers, a 2-rank mpirun allreduce "
-        "sums right on every rank, and a tiny Keras model trains a few steps under 2 ranks.",
+        "sums right on every rank, and a tiny Keras model trains a few steps under 2 ranks. On a GPU site, also "
+        "TensorFlow's CUDA build against the pins and the CUDA, cuDNN and NCCL libraries by soname; its GPU checks "
+        "(training steps and an NCCL all-reduce across the GPUs, Horovod one rank per GPU) run only on a host with "
+        "NVIDIA GPUs, and one line says when they did not.",
     )
     verify.add_argument("--site", required=True, help="site id")
     verify.add_argument("--runtime", choices=RUNTIMES, default="docker", help="image format (default: docker)")
