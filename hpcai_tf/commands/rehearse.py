@@ -53,6 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the emulated cluster's files, not under /tmp (default: a new directory under /var/tmp)",
     )
     rehearse.add_argument(
+        "--preempt",
+        action="store_true",
+        help="once training has started, send USR1 to the batch shell, as the site's --signal=B:USR1 does before "
+        "the time limit: the ranks must checkpoint, the job requeue and resume across the nodes, and complete",
+    )
+    rehearse.add_argument(
         "--timeout",
         default=str(DEFAULT_TIMEOUT_S),
         metavar="SECONDS",
@@ -77,7 +83,7 @@ def refuse_non_slurm(site_id: str) -> None:
 def _rehearse(args: argparse.Namespace) -> int:
     from hpcai_tf.launch.emulated_cluster import EmulatedCluster, check_root, default_root, shape_for_site
     from hpcai_tf.launch.job_script import host_hpcai
-    from hpcai_tf.launch.rehearsal import rehearsal_script
+    from hpcai_tf.launch.rehearsal import rehearsal_script, shared_path
 
     refuse_non_slurm(args.site)
     nodes = _count(args.nodes, "--nodes")
@@ -108,14 +114,19 @@ def _rehearse(args: argparse.Namespace) -> int:
             f"daemon pids {' '.join(f'{n}={p}' for n, p in cluster.pids().items())}",
             flush=True,
         )
-        return run_rehearsal(cluster, rehearsal.submitted, request.workload, timeout)
+        run_root = Path(shared_path(request.run_root, cluster.shared)) if request.run_root else None
+        return run_rehearsal(cluster, rehearsal.submitted, request.workload, timeout, run_root, args.preempt)
 
 
-def run_rehearsal(cluster, script_text: str, workload: str, timeout: float) -> int:
-    """Submit, wait (noticing a lost node), then report; the exit status of ``hpcai rehearse``."""
+def run_rehearsal(
+    cluster, script_text: str, workload: str, timeout: float, run_root: Path | None = None, preempt: bool = False
+) -> int:
+    """Submit, wait (noticing a lost node; with ``preempt``, signalling the job once training has started), then
+    report; the exit status of ``hpcai rehearse``. Runs go to ``run_root/runs`` (default: the shared directory)."""
     from hpcai_tf.files import write_atomic
     from hpcai_tf.launch.job_state import query_state, scontrol_fields
     from hpcai_tf.launch.schedulers import SLURM
+    from hpcai_tf.train.metrics_log import METRICS_FILE
 
     shared = cluster.shared
     script = shared / "jobs" / f"{workload}-rehearsal.sh"
@@ -126,10 +137,11 @@ def run_rehearsal(cluster, script_text: str, workload: str, timeout: float) -> i
         reason = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()[-1]
         raise KitError(f"rehearse: sbatch refused the site's job script: {reason}")
     job_id = match[1]
-    run_dir = shared / "runs" / f"{workload}-{job_id}"
+    run_dir = (run_root or shared) / "runs" / f"{workload}-{job_id}"
     print(f"hpcai rehearse: job {job_id} submitted; its log: {run_dir / 'job.log'}", flush=True)
     started = time.monotonic()
     lost: list[str] = []
+    signalled = False
     state = query_state("slurm", job_id, cluster.env)
     while not state.ended("slurm"):
         if time.monotonic() - started > timeout:
@@ -139,6 +151,8 @@ def run_rehearsal(cluster, script_text: str, workload: str, timeout: float) -> i
                 f"(reason {fields.get('Reason', 'unknown')}); logs under {cluster.root / 'log'}"
             )
         lost = lost or cluster.lost_nodes()
+        if preempt and not signalled and state.state == "RUNNING" and _training_started(run_dir / METRICS_FILE):
+            signalled = preempt_job(cluster, job_id)
         time.sleep(POLL_S)
         state = query_state("slurm", job_id, cluster.env)
     elapsed = time.monotonic() - started
@@ -151,11 +165,35 @@ def run_rehearsal(cluster, script_text: str, workload: str, timeout: float) -> i
             file=sys.stderr,
         )
         return 1
-    return report_run(run_dir, job_id, state.state, state.exit_code)
+    restarts = None
+    if preempt:
+        fields = scontrol_fields(cluster.run("scontrol", "show", "job", "-o", job_id, check=False).stdout)
+        restarts = int(fields.get("Restarts", "0") or 0)
+    return report_run(run_dir, job_id, state.state, state.exit_code, restarts=restarts)
 
 
-def report_run(run_dir: Path, job_id: str, state: str, exit_code: str) -> int:
-    """Per rank its host, whether the ranks' final weights agree; 0 if the job completed with agreeing weights."""
+def _training_started(metrics: Path) -> bool:
+    """The run has written its first record: its ranks have set up Horovod and their preemption handlers."""
+    try:
+        return metrics.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def preempt_job(cluster, job_id: str) -> bool:
+    """USR1 to the job's batch shell (``scancel --signal=USR1 --batch``), as Slurm's ``--signal=B:USR1@N`` sends it."""
+    sent = cluster.run("scancel", "--signal=USR1", "--batch", job_id, check=False)
+    if sent.returncode != 0:
+        return False  # not yet (or no longer) running its batch step: tried again at the next poll
+    print(f"hpcai rehearse: job {job_id}: training started; USR1 sent to its batch shell (preemption)", flush=True)
+    return True
+
+
+def report_run(run_dir: Path, job_id: str, state: str, exit_code: str, restarts: int | None = None) -> int:
+    """Per rank its host, whether the ranks' final weights agree; 0 if the job completed with agreeing weights.
+
+    With ``restarts`` (a preempted rehearsal: the job's ``Restarts``), also the preemption and the resume, which
+    must both be in the run's records: a ``preempted`` record, then a run that resumed from its checkpoint."""
     from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
 
     metrics = run_dir / METRICS_FILE
@@ -164,6 +202,9 @@ def report_run(run_dir: Path, job_id: str, state: str, exit_code: str) -> int:
     final = records[-1] if records and records[-1].get("type") == "final" else None
     for rank, host in enumerate(provenance.get("hostnames", []) if provenance else []):
         print(f"hpcai rehearse: rank {rank}: host {host}")
+    resumed = True
+    if restarts is not None:
+        resumed = report_preemption(records, restarts)
     if final is not None:
         digests = final.get("weights_digest_per_rank", [])
         agree = bool(final.get("weights_agree")) and len(set(digests)) == 1
@@ -171,11 +212,41 @@ def report_run(run_dir: Path, job_id: str, state: str, exit_code: str) -> int:
         print(f"hpcai rehearse: trainable weights {'identical on every rank' if agree else 'DIFFER'}: {shown}")
     else:
         agree = False
-    if state == "COMPLETED" and final is not None and agree:
+    if state == "COMPLETED" and final is not None and agree and resumed:
         return 0
-    why = "no final record" if final is None else "the ranks' weights differ" if not agree else "the job failed"
+    why = (
+        "no final record"
+        if final is None
+        else "the ranks' weights differ"
+        if not agree
+        else "it did not checkpoint, requeue and resume on the preemption signal"
+        if not resumed
+        else "the job failed"
+    )
     print(
         f"hpcai: error: rehearse: job {job_id} ended {state} (exit {exit_code}), {why}; see {run_dir / 'job.log'}",
         file=sys.stderr,
     )
     return 1
+
+
+def report_preemption(records: list[dict], restarts: int) -> bool:
+    """Print where the run stopped and where the requeued job resumed; True if it did both."""
+    types = [record.get("type") for record in records]
+    if "preempted" not in types:
+        print(f"hpcai rehearse: no preemption in the run's records (job restarts: {restarts})")
+        return False
+    stop = records[types.index("preempted")]
+    after = [r for r in records[types.index("preempted") + 1 :] if r.get("type") == "provenance"]
+    ranks = ", ".join(str(rank) for rank in stop.get("signalled_ranks", [])) or "none"
+    print(
+        f"hpcai rehearse: preempted ({stop.get('reason')} on ranks {ranks}) after {stop.get('completed_epochs')} "
+        f"epoch(s) and {stop.get('step')} step(s), checkpointed; job restarts: {restarts}"
+    )
+    origin = after[0].get("resumed_from") if after else None
+    if not origin or restarts < 1:
+        print("hpcai rehearse: the requeued job did not resume from the checkpoint")
+        return False
+    hosts = ", ".join(after[0].get("hostnames", []))
+    print(f"hpcai rehearse: resumed after {origin.get('epoch')} epoch(s) and {origin.get('step')} step(s) on {hosts}")
+    return True

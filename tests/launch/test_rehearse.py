@@ -178,36 +178,110 @@ def rehearse_dir() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def deterministic_train(rehearse_dir: Path, *extra: str) -> tuple[str, ...]:
+    """Two epochs of the smoke AI-GW, bitwise reproducible: every rehearsal below must end with the same weights."""
+    return ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "2", "--deterministic", "--no-tensorboard",
+            *extra)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def digests() -> dict[str, str]:
+    """The final trainable-weight digest of each uninterrupted rehearsal of this module, by site and launcher."""
+    return {}
+
+
+def daemon_pids(out: str) -> list[int]:
+    """The PIDs that ``hpcai rehearse`` printed for munged, slurmctld and each slurmd."""
+    return [int(p) for p in re.search(r"daemon pids (.*)", out)[1].replace("=", " ").split()[1::2]]
+
+
+def rehearse_for_real(rehearse_dir: Path, site: str, launcher: str | None, *flags: str, train=()):
+    """``hpcai rehearse gw --site SITE --nodes 2`` (with ``--launcher`` if given): its result and cluster directory."""
+    cluster_dir = rehearse_dir / f"{site}-{launcher or 'own'}{'-preempt' if '--preempt' in flags else ''}"
+    chosen = ("--launcher", launcher) if launcher else ()
+    result = run_rehearse(
+        "gw", "--site", site, "--nodes", "2", "--runtime", "none", "--cluster-dir", str(cluster_dir),
+        "--timeout", "240", *chosen, *flags, "--", *(train or deterministic_train(rehearse_dir)), cwd=rehearse_dir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    pids = daemon_pids(result.stdout)
+    assert len(pids) == 4 and not [pid for pid in pids if Path(f"/proc/{pid}").exists()], pids
+    return result, cluster_dir
+
+
+def final_digest(run_dir: Path) -> str:
+    """The one trainable-weight digest every rank of the run ended with."""
+    final = read_records(run_dir / "metrics.jsonl")[-1]
+    assert final["type"] == "final" and len(final["weights_digest_per_rank"]) == 2, final
+    assert len(set(final["weights_digest_per_rank"])) == 1, final
+    return final["weights_digest_per_rank"][0]
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    ("site", "launcher"), [("hal", None), ("hal", "mpirun"), ("bridges-ai", None), ("bridges-ai", "mpirun")]
+    ("site", "launcher", "run_root"),
+    [
+        ("hal", None, None),
+        ("hal", "mpirun", None),
+        ("bridges-ai", None, "/projects/hpcai"),
+        ("bridges-ai", "mpirun", None),
+    ],
 )
-def test_two_node_rehearsal_one_rank_per_node_same_weights(rehearse_dir, site, launcher):
-    """2 nodes, one rank each (hosts differ), identical weight digests, COMPLETED; the daemons are gone after."""
-    cluster_dir = rehearse_dir / f"{site}-{launcher or 'own'}"
-    flags = ("--launcher", launcher) if launcher else ()
-    train = ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "1", "--no-tensorboard")
-    result = run_rehearse(
-        "gw", "--site", site, "--nodes", "2", "--runtime", "none", "--cluster-dir", str(cluster_dir),
-        "--timeout", "200", *flags, "--", *train, cwd=rehearse_dir,
-    )  # fmt: skip
+def test_two_node_rehearsal_one_rank_per_node_same_weights(rehearse_dir, digests, site, launcher, run_root):
+    """2 nodes, one rank each (hosts differ), identical weight digests, COMPLETED; the daemons are gone after.
+
+    Deterministic training: every site and launcher ends with bitwise the same weights (same seed and data). A run
+    root on the site's filesystem is rehearsed under the shared directory, and the report reads the run there."""
+    flags = ("--run-root", run_root) if run_root else ()
+    result, cluster_dir = rehearse_for_real(rehearse_dir, site, launcher, *flags)
     out = result.stdout
-    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     node = load_site(site).node_type().name
     hosts = [f"{site}-{node}-1", f"{site}-{node}-2"]
     assert f"hpcai rehearse: rank 0: host {hosts[0]}\nhpcai rehearse: rank 1: host {hosts[1]}\n" in out
     assert "hpcai rehearse: trainable weights identical on every rank: " in out
     job_id = re.search(r"hpcai rehearse: job (\d+): COMPLETED \(exit 0:0\)", out)[1]
-    records = read_records(cluster_dir / "shared" / "runs" / f"gw-{job_id}" / "metrics.jsonl")
+    run_dir = cluster_dir / "shared" / (run_root or "").lstrip("/") / "runs" / f"gw-{job_id}"
+    assert f"hpcai rehearse: job {job_id} submitted; its log: {run_dir}/job.log\n" in out
+    records = read_records(run_dir / "metrics.jsonl")
     assert records[0]["hostnames"] == hosts and records[0]["site"] == site
-    assert records[-1]["type"] == "final"
-    assert len(set(records[-1]["weights_digest_per_rank"])) == 1 and len(records[-1]["weights_digest_per_rank"]) == 2
+    digest = final_digest(run_dir)
+    assert set(digests.values()) <= {digest}, (site, launcher, digests)
+    digests[f"{site} {launcher or 'own'}"] = digest
     expected_launcher = launcher or load_site(site).scheduler.launcher
     assert re.search(rf"^{expected_launcher} ", (cluster_dir / "shared" / "jobs" / "gw-rehearsal.sh").read_text(), re.M)
-    pids = [int(p) for p in re.search(r"daemon pids (.*)", out)[1].replace("=", " ").split()[1::2]]
-    assert len(pids) == 4 and not [pid for pid in pids if Path(f"/proc/{pid}").exists()], pids
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(400)
+def test_preempted_across_nodes_requeues_resumes_and_ends_bitwise_as_uninterrupted(rehearse_dir, digests):
+    """HAL, srun --mpi=pmix: USR1 to the batch shell once training runs; both ranks (one per node) checkpoint
+    after their first step, the job requeues and resumes mid-epoch on both nodes; the final weights equal an
+    uninterrupted run's, bitwise."""
+    if not digests:  # run alone: the uninterrupted rehearsal first
+        digests["hal own"] = final_digest(rehearse_for_real(rehearse_dir, "hal", None)[1] / "shared" / "runs" / "gw-1")
+    # A check after every step, so the stop comes mid-epoch (it does not change the numerics).
+    train = deterministic_train(rehearse_dir, "--set", "preemption_check_steps=1")
+    result, cluster_dir = rehearse_for_real(rehearse_dir, "hal", None, "--preempt", train=train)
+    out = result.stdout
+    assert "hpcai rehearse: job 1: training started; USR1 sent to its batch shell (preemption)\n" in out
+    assert "hpcai rehearse: preempted (SIGUSR1 on ranks 0, 1) after 0 epoch(s) and 1 step(s), checkpointed; " \
+        "job restarts: 1\n" in out, out[-2000:]  # fmt: skip
+    assert "hpcai rehearse: resumed after 0 epoch(s) and 1 step(s) on hal-ac922-1, hal-ac922-2\n" in out, out[-2000:]
+    records = read_records(cluster_dir / "shared" / "runs" / "gw-1" / "metrics.jsonl")
+    types = [r["type"] for r in records]
+    assert types == ["provenance", "preempted", "provenance", "epoch", "epoch", "final"], types
+    assert records[0]["hostnames"] == records[2]["hostnames"] == ["hal-ac922-1", "hal-ac922-2"]
+    assert records[2]["resumed_from"] == {"epoch": 0, "step": 1}
+    assert (
+        final_digest(cluster_dir / "shared" / "runs" / "gw-1") in set(digests.values())
+        and len(set(digests.values())) == 1
+    ), digests
+    log = (cluster_dir / "shared" / "runs" / "gw-1" / "job.log").read_text(errors="replace")
+    assert "hpcai: preempted; requeueing job 1 to resume from its checkpoint" in log
+    assert log.count("hpcai: job 1 starts on hal-ac922-1") == 2
 
 
 @pytest.mark.slow
@@ -266,7 +340,7 @@ def test_an_interrupted_rehearsal_stops_every_daemon_by_pid(rehearse_dir):
         lines.append(line)
         if " submitted; its log: " in line:
             break
-    pids = [int(p) for p in re.search(r"daemon pids (.*)", "".join(lines))[1].replace("=", " ").split()[1::2]]
+    pids = daemon_pids("".join(lines))
     nodes = {pid: namespace_processes(pid) for pid in pids[2:]}
     time.sleep(5)  # the ranks start
     process.send_signal(signal.SIGTERM)
