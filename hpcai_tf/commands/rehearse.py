@@ -11,6 +11,7 @@ failure or interrupt; its directory stays for inspection (the job's log is ``sha
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -51,6 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="DIR",
         help="the emulated cluster's files, not under /tmp (default: a new directory under /var/tmp)",
+    )
+    rehearse.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the cluster's new directory after a successful rehearsal (one that fails is always kept)",
     )
     rehearse.add_argument(
         "--preempt",
@@ -96,26 +102,49 @@ def _rehearse(args: argparse.Namespace) -> int:
     request = launch_request(args, nodes=nodes, ranks_per_node=ranks, run_root=args.run_root)  # type: ignore[arg-type]
     root = check_root(args.cluster_dir, "--cluster-dir") if args.cluster_dir else None
     hpcai = host_hpcai()
+    check_environment_visible()
     rehearsal_script(request, Path("/shared"), hpcai)  # every refusal before a file is written or a daemon starts
     shape = shape_for_site(request.site, request.nodes, request.node_type)
     cluster = EmulatedCluster(shape, root or default_root())
-    rehearsal = rehearsal_script(request, cluster.shared, hpcai)
+    status = 1
     try:
+        rehearsal = rehearsal_script(request, cluster.shared, hpcai)
         print(f"hpcai rehearse: swaps: {'; '.join(rehearsal.swaps)}")
         sys.stdout.write(rehearsal.diff)
         sys.stdout.flush()
-    except BaseException:
+        with cluster:
+            print(
+                f"hpcai rehearse: cluster {cluster.root}: nodes {', '.join(cluster.node_names)}; "
+                f"daemon pids {' '.join(f'{n}={p}' for n, p in cluster.pids().items())}",
+                flush=True,
+            )
+            run_root = Path(shared_path(request.run_root, cluster.shared)) if request.run_root else None
+            status = run_rehearsal(cluster, rehearsal.submitted, request.workload, timeout, run_root, args.preempt)
+        return status
+    finally:
         if root is None:
-            cluster.root.rmdir()  # the new, still empty directory
-        raise
-    with cluster:
-        print(
-            f"hpcai rehearse: cluster {cluster.root}: nodes {', '.join(cluster.node_names)}; "
-            f"daemon pids {' '.join(f'{n}={p}' for n, p in cluster.pids().items())}",
-            flush=True,
-        )
-        run_root = Path(shared_path(request.run_root, cluster.shared)) if request.run_root else None
-        return run_rehearsal(cluster, rehearsal.submitted, request.workload, timeout, run_root, args.preempt)
+            settle_directory(cluster.root, keep=args.keep or status != 0)
+
+
+def check_environment_visible() -> None:
+    """The ranks run this environment's ``hpcai`` on every node: neither it nor the kit may lie in a directory
+    that each emulated node replaces with its own (``/tmp``, ``/dev/shm``)."""
+    import hpcai_tf
+    from hpcai_tf.launch.emulated_cluster import check_visible_to_nodes
+
+    check_visible_to_nodes(Path(sys.prefix), "rehearse", "the environment (the ranks' hpcai)")
+    check_visible_to_nodes(Path(hpcai_tf.__file__).parent, "rehearse", "the kit")
+
+
+def settle_directory(root: Path, keep: bool) -> None:
+    """A cluster directory rehearse made itself: removed after a successful rehearsal, else kept and named."""
+    if not root.exists():
+        return
+    if keep:
+        print(f"hpcai rehearse: the cluster directory stays: {root} (`hpcai clean` removes it once nothing runs there)")
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    print(f"hpcai rehearse: removed the cluster directory {root} (--keep keeps it)")
 
 
 def run_rehearsal(

@@ -50,6 +50,11 @@ SHARED_NODE_ENV = {"OMPI_MCA_mpi_yield_when_idle": "1"}
 
 NODE_SPOOL = "/tmp/slurmd-%n"
 """Each node's spool directory, in its private ``/tmp`` (a real node's local disk)."""
+DEFAULT_PARENT = "/var/tmp"
+DEFAULT_PREFIX = "hpcai-cluster-"
+"""A cluster directory without ``--cluster-dir``: ``/var/tmp/hpcai-cluster-*``."""
+OWNER_FILE = "owner.pid"
+"""The PID of the process that runs the cluster, in its directory (with the daemons' PID files under ``run/``)."""
 SOCKET_PATH_MAX = 107
 """Bytes in a Unix socket path (``sun_path`` holds 108 with its terminating NUL)."""
 
@@ -207,19 +212,36 @@ def stand_in_devices(root: Path, node: str) -> Path:
 
 
 def default_root() -> Path:
-    """A fresh directory under ``/var/tmp`` (``/tmp`` is private to each emulated node)."""
-    return Path(tempfile.mkdtemp(prefix="hpcai-cluster-", dir="/var/tmp"))
+    """A fresh directory under :data:`DEFAULT_PARENT` (``/tmp`` is private to each emulated node), its owner's
+    PID recorded at once, so that :func:`left_clusters` never takes it for a leftover."""
+    root = Path(tempfile.mkdtemp(prefix=DEFAULT_PREFIX, dir=DEFAULT_PARENT))
+    (root / OWNER_FILE).write_text(f"{os.getpid()}\n")
+    return root
+
+
+def node_private_dir(path: Path) -> str | None:
+    """The node-private directory (``/tmp``, ``/dev/shm``) that ``path`` or its real path lies under, or None."""
+    for candidate in dict.fromkeys((Path(os.path.abspath(path)), Path(os.path.realpath(path)))):
+        for private in PRIVATE_DIRS:
+            if candidate == Path(private) or Path(private) in candidate.parents:
+                return private
+    return None
+
+
+def check_visible_to_nodes(path: Path, field: str, noun: str = "") -> None:
+    """Refuse, in one line naming ``path`` (``field: [noun] path ...``), what the emulated nodes cannot see."""
+    private = node_private_dir(path)
+    if private is not None:
+        raise KitError(
+            f"{field}: {noun + ' ' if noun else ''}{path} is under {private}, which each emulated node replaces "
+            "with its own; expected it elsewhere (e.g. under /var/tmp)"
+        )
 
 
 def check_root(root: Path, what: str = "cluster directory") -> Path:
     """``root`` as an absolute path, refused under a directory that each node replaces with its own."""
     root = Path(os.path.abspath(root))
-    for private in PRIVATE_DIRS:
-        if root == Path(private) or Path(private) in root.parents:
-            raise KitError(
-                f"{what}: {root} is under {private}, which each emulated node replaces with its own; "
-                "expected a directory elsewhere (e.g. under /var/tmp)"
-            )
+    check_visible_to_nodes(root, what)
     socket_path = root / "munge" / "munge.sock"
     if len(os.fsencode(socket_path)) > SOCKET_PATH_MAX:
         raise KitError(
@@ -318,6 +340,7 @@ class EmulatedCluster:
             raise KitError(f"emulated cluster: {', '.join(missing)} not on PATH; run scripts/install-system.sh")
         for sub in ("munge", "state", "run", "log", "shared"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / OWNER_FILE).write_text(f"{os.getpid()}\n")
         for node in self.shape.nodes:
             if node.gres:
                 devices = stand_in_devices(self.root, node.name)
@@ -426,6 +449,44 @@ def kill_node_processes(slurmd_pid: int) -> list[int]:
         except ProcessLookupError:
             pass
     return pids
+
+
+def recorded_pids(root: Path) -> list[int]:
+    """The PIDs a cluster directory records: its owner's, munged's and each Slurm daemon's."""
+    pids = []
+    for path in (root / OWNER_FILE, root / "munge" / "munged.pid", *sorted((root / "run").glob("*.pid"))):
+        try:
+            pids.append(int(path.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def in_use(root: Path) -> bool:
+    """True while a process that ``root`` records still exists (a reused PID keeps the directory: the safe side)."""
+    return any(Path(f"/proc/{pid}").exists() for pid in recorded_pids(root))
+
+
+def left_clusters(parent: Path = Path(DEFAULT_PARENT)) -> list[Path]:
+    """Cluster directories (``hpcai-cluster-*`` under ``parent``) that no running process records: left by
+    rehearsals that failed or were interrupted (a successful one removes its own), safe to remove."""
+    return [
+        path
+        for path in sorted(parent.glob(f"{DEFAULT_PREFIX}*"))
+        if path.is_dir() and not path.is_symlink() and not in_use(path)
+    ]
+
+
+def remove_left_clusters(dry_run: bool = False, out=print, parent: Path = Path(DEFAULT_PARENT)) -> list[Path]:
+    """Remove (or, with ``dry_run``, list) :func:`left_clusters`; the directories concerned."""
+    found = left_clusters(parent)
+    for path in found:
+        if dry_run:
+            out(f"would remove {path} (an emulated cluster no process runs)")
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        out(f"removed {path} (an emulated cluster no process runs)")
+    return found
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -7,20 +7,27 @@ trainable-weight digests and COMPLETED, from the run's own records as well as fr
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HPCAI, assert_refused, run_hpcai
+from conftest import HPCAI, REPO, assert_refused, run_hpcai
 
 from hpcai_tf.catalog import load_site
-from hpcai_tf.launch.emulated_cluster import kill_node_processes, namespace_processes
+from hpcai_tf.launch.emulated_cluster import (
+    kill_node_processes,
+    left_clusters,
+    namespace_processes,
+    remove_left_clusters,
+)
 from hpcai_tf.launch.job_script import LaunchRequest
 from hpcai_tf.launch.rehearsal import changed_lines, rehearsal_script
 from hpcai_tf.train.metrics_log import read_records
@@ -195,18 +202,22 @@ def daemon_pids(out: str) -> list[int]:
     return [int(p) for p in re.search(r"daemon pids (.*)", out)[1].replace("=", " ").split()[1::2]]
 
 
-def rehearse_for_real(rehearse_dir: Path, site: str, launcher: str | None, *flags: str, train=()):
-    """``hpcai rehearse gw --site SITE --nodes 2`` (with ``--launcher`` if given): its result and cluster directory."""
+def rehearse_for_real(rehearse_dir: Path, site: str, launcher: str | None, *flags: str, train=(), own_dir=True):
+    """``hpcai rehearse gw --site SITE --nodes 2`` (with ``--launcher`` if given): its result and cluster directory
+    (under ``rehearse_dir``, or with ``own_dir=False`` the one rehearse made and named)."""
     cluster_dir = rehearse_dir / f"{site}-{launcher or 'own'}{'-preempt' if '--preempt' in flags else ''}"
     chosen = ("--launcher", launcher) if launcher else ()
+    where = ("--cluster-dir", str(cluster_dir)) if own_dir else ()
     result = run_rehearse(
-        "gw", "--site", site, "--nodes", "2", "--runtime", "none", "--cluster-dir", str(cluster_dir),
-        "--timeout", "240", *chosen, *flags, "--", *(train or deterministic_train(rehearse_dir)), cwd=rehearse_dir,
+        "gw", "--site", site, "--nodes", "2", "--runtime", "none", *where, "--timeout", "240", *chosen, *flags,
+        "--", *(train or deterministic_train(rehearse_dir)), cwd=rehearse_dir,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     pids = daemon_pids(result.stdout)
     assert len(pids) == 4 and not [pid for pid in pids if Path(f"/proc/{pid}").exists()], pids
-    return result, cluster_dir
+    return result, cluster_dir if own_dir else Path(
+        re.search(r"^hpcai rehearse: cluster (\S+):", result.stdout, re.M)[1]
+    )
 
 
 def final_digest(run_dir: Path) -> str:
@@ -221,29 +232,32 @@ def final_digest(run_dir: Path) -> str:
 @pytest.mark.slurm
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    ("site", "launcher", "run_root"),
-    [
-        ("hal", None, None),
-        ("hal", "mpirun", None),
-        ("bridges-ai", None, "/projects/hpcai"),
-        ("bridges-ai", "mpirun", None),
-    ],
-)
-def test_two_node_rehearsal_one_rank_per_node_same_weights(rehearse_dir, digests, site, launcher, run_root):
+    ("site", "launcher", "where"),
+    [("hal", None, "given"), ("hal", "mpirun", "default"), ("bridges-ai", None, "run-root"), ("bridges-ai", "mpirun", "given")],
+)  # fmt: skip
+def test_two_node_rehearsal_one_rank_per_node_same_weights(rehearse_dir, digests, site, launcher, where):
     """2 nodes, one rank each (hosts differ), identical weight digests, COMPLETED; the daemons are gone after.
 
     Deterministic training: every site and launcher ends with bitwise the same weights (same seed and data). A run
-    root on the site's filesystem is rehearsed under the shared directory, and the report reads the run there."""
+    root on the site's filesystem is rehearsed under the shared directory, and the report reads the run there. The
+    directory rehearse makes itself (no --cluster-dir) is removed after the successful rehearsal."""
+    run_root = "/projects/hpcai" if where == "run-root" else ""
     flags = ("--run-root", run_root) if run_root else ()
-    result, cluster_dir = rehearse_for_real(rehearse_dir, site, launcher, *flags)
+    result, cluster_dir = rehearse_for_real(rehearse_dir, site, launcher, *flags, own_dir=where != "default")
     out = result.stdout
     node = load_site(site).node_type().name
     hosts = [f"{site}-{node}-1", f"{site}-{node}-2"]
     assert f"hpcai rehearse: rank 0: host {hosts[0]}\nhpcai rehearse: rank 1: host {hosts[1]}\n" in out
-    assert "hpcai rehearse: trainable weights identical on every rank: " in out
+    shown = re.search(r"^hpcai rehearse: trainable weights identical on every rank: (\w{16})$", out, re.M)[1]
+    assert {digest[:16] for digest in digests.values()} <= {shown}, (site, launcher, shown, digests)
     job_id = re.search(r"hpcai rehearse: job (\d+): COMPLETED \(exit 0:0\)", out)[1]
-    run_dir = cluster_dir / "shared" / (run_root or "").lstrip("/") / "runs" / f"gw-{job_id}"
+    run_dir = cluster_dir / "shared" / run_root.lstrip("/") / "runs" / f"gw-{job_id}"
     assert f"hpcai rehearse: job {job_id} submitted; its log: {run_dir}/job.log\n" in out
+    if where == "default":
+        assert str(cluster_dir).startswith("/var/tmp/hpcai-cluster-") and not cluster_dir.exists()
+        assert out.endswith(f"hpcai rehearse: removed the cluster directory {cluster_dir} (--keep keeps it)\n")
+        assert " -x HPCAI_SITE \\\n" in out  # the diff's mpirun line
+        return
     records = read_records(run_dir / "metrics.jsonl")
     assert records[0]["hostnames"] == hosts and records[0]["site"] == site
     digest = final_digest(run_dir)
@@ -325,26 +339,69 @@ def test_a_node_lost_mid_epoch_ends_the_job_within_60_s_naming_it(rehearse_dir):
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(200)
-def test_an_interrupted_rehearsal_stops_every_daemon_by_pid(rehearse_dir):
-    """SIGTERM while the job runs: exit 130, and munged, slurmctld, both slurmd and the ranks are gone."""
-    cluster_dir = rehearse_dir / "interrupted"
+def test_an_interrupted_rehearsal_stops_every_daemon_by_pid_and_leaves_its_directory_to_clean(rehearse_dir):
+    """SIGTERM while the job runs: exit 130, and munged, slurmctld, both slurmd and the ranks are gone. Its own
+    directory (no --cluster-dir) is never a leftover while it runs, and is one after, kept for inspection."""
     train = ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "40", "--no-tensorboard")
     process = subprocess.Popen(
-        [*HPCAI, "rehearse", "gw", "--site", "hal", "--cluster-dir", str(cluster_dir), "--", *train],
+        [*HPCAI, "rehearse", "gw", "--site", "hal", "--", *train],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     lines = []
-    for line in process.stdout:  # up to the job's submission
-        lines.append(line)
-        if " submitted; its log: " in line:
-            break
-    pids = daemon_pids("".join(lines))
-    nodes = {pid: namespace_processes(pid) for pid in pids[2:]}
-    time.sleep(5)  # the ranks start
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and err == "hpcai: interrupted\n", err
-    left = [pid for pid in [*pids, *(p for ps in nodes.values() for p in ps)] if Path(f"/proc/{pid}").exists()]
-    assert len(pids) == 4 and left == [], left
+    cluster_dir = None
+    try:
+        for line in process.stdout:  # up to the job's submission
+            lines.append(line)
+            if " submitted; its log: " in line:
+                break
+        cluster_dir = Path(re.search(r"^hpcai rehearse: cluster (\S+):", "".join(lines), re.M)[1])
+        pids = daemon_pids("".join(lines))
+        nodes = {pid: namespace_processes(pid) for pid in pids[2:]}
+        assert cluster_dir not in left_clusters()  # in use
+        time.sleep(5)  # the ranks start
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 130 and err == "hpcai: interrupted\n", err
+        left = [pid for pid in [*pids, *(p for ps in nodes.values() for p in ps)] if Path(f"/proc/{pid}").exists()]
+        assert len(pids) == 4 and left == [], left
+        assert out.endswith(
+            f"hpcai rehearse: the cluster directory stays: {cluster_dir} (`hpcai clean` removes it once nothing "
+            "runs there)\n"
+        ), out[-500:]
+        said: list[str] = []
+        assert cluster_dir in remove_left_clusters(dry_run=True, out=said.append)
+        assert f"would remove {cluster_dir} (an emulated cluster no process runs)" in said
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if cluster_dir is not None:
+            shutil.rmtree(cluster_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("placed", ["environment", "kit"])
+def test_an_environment_or_kit_under_tmp_is_refused_naming_it(placed):
+    """Each emulated node has its own /tmp: a venv or kit there would be invisible to the ranks (a venv through a
+    link under /tmp, a kit first on PYTHONPATH there); refused in one line naming the path, nothing written."""
+    holder = Path(tempfile.mkdtemp(prefix="hpcai-test-private-", dir="/tmp"))
+    try:
+        if placed == "environment":
+            (holder / "venv").symlink_to(sys.prefix, target_is_directory=True)
+            argv, env, named = [str(holder / "venv" / "bin" / "python"), "-m", "hpcai_tf"], {}, holder / "venv"
+        else:
+            (holder / "kit").mkdir()
+            (holder / "kit" / "hpcai_tf").symlink_to(REPO / "hpcai_tf", target_is_directory=True)
+            argv, env, named = HPCAI, {"PYTHONPATH": str(holder / "kit")}, holder / "kit" / "hpcai_tf"
+        before = set(Path("/var/tmp").iterdir())
+        result = subprocess.run(
+            [*argv, "rehearse", "gw", "--site", "hal"], capture_output=True, text=True, timeout=60,
+            env={**os.environ, **env}, cwd=holder,
+        )  # fmt: skip
+        line = assert_refused(result, f"rehearse: the {placed}", f" {named} is under /tmp, ")
+        assert "each emulated node replaces with its own" in line
+        assert set(Path("/var/tmp").iterdir()) == before and sorted(p.name for p in holder.iterdir()) == [
+            "kit" if placed == "kit" else "venv"
+        ]
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
