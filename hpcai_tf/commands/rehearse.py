@@ -11,7 +11,6 @@ failure or interrupt; its directory stays for inspection (the job's log is ``sha
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -87,7 +86,14 @@ def refuse_non_slurm(site_id: str) -> None:
 
 
 def _rehearse(args: argparse.Namespace) -> int:
-    from hpcai_tf.launch.emulated_cluster import EmulatedCluster, check_root, default_root, shape_for_site
+    from hpcai_tf.launch.emulated_cluster import (
+        EmulatedCluster,
+        check_host_environment,
+        check_root,
+        default_root,
+        settle_root,
+        shape_for_site,
+    )
     from hpcai_tf.launch.job_script import host_hpcai
     from hpcai_tf.launch.rehearsal import rehearsal_script, shared_path
 
@@ -102,7 +108,7 @@ def _rehearse(args: argparse.Namespace) -> int:
     request = launch_request(args, nodes=nodes, ranks_per_node=ranks, run_root=args.run_root)  # type: ignore[arg-type]
     root = check_root(args.cluster_dir, "--cluster-dir") if args.cluster_dir else None
     hpcai = host_hpcai()
-    check_environment_visible()
+    check_host_environment("rehearse")
     rehearsal_script(request, Path("/shared"), hpcai)  # every refusal before a file is written or a daemon starts
     shape = shape_for_site(request.site, request.nodes, request.node_type)
     cluster = EmulatedCluster(shape, root or default_root())
@@ -123,28 +129,7 @@ def _rehearse(args: argparse.Namespace) -> int:
         return status
     finally:
         if root is None:
-            settle_directory(cluster.root, keep=args.keep or status != 0)
-
-
-def check_environment_visible() -> None:
-    """The ranks run this environment's ``hpcai`` on every node: neither it nor the kit may lie in a directory
-    that each emulated node replaces with its own (``/tmp``, ``/dev/shm``)."""
-    import hpcai_tf
-    from hpcai_tf.launch.emulated_cluster import check_visible_to_nodes
-
-    check_visible_to_nodes(Path(sys.prefix), "rehearse", "the environment (the ranks' hpcai)")
-    check_visible_to_nodes(Path(hpcai_tf.__file__).parent, "rehearse", "the kit")
-
-
-def settle_directory(root: Path, keep: bool) -> None:
-    """A cluster directory rehearse made itself: removed after a successful rehearsal, else kept and named."""
-    if not root.exists():
-        return
-    if keep:
-        print(f"hpcai rehearse: the cluster directory stays: {root} (`hpcai clean` removes it once nothing runs there)")
-        return
-    shutil.rmtree(root, ignore_errors=True)
-    print(f"hpcai rehearse: removed the cluster directory {root} (--keep keeps it)")
+            settle_root(cluster.root, args.keep or status != 0, "rehearse", " (--keep keeps it)")
 
 
 def run_rehearsal(
@@ -154,18 +139,12 @@ def run_rehearsal(
     report; the exit status of ``hpcai rehearse``. Runs go to ``run_root/runs`` (default: the shared directory)."""
     from hpcai_tf.files import write_atomic
     from hpcai_tf.launch.job_state import query_state, scontrol_fields
-    from hpcai_tf.launch.schedulers import SLURM
     from hpcai_tf.train.metrics_log import METRICS_FILE
 
     shared = cluster.shared
     script = shared / "jobs" / f"{workload}-rehearsal.sh"
     write_atomic(script, script_text)
-    done = cluster.run("sbatch", str(script), check=False)
-    match = SLURM.job_id_pattern.search(done.stdout)
-    if done.returncode != 0 or not match:
-        reason = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()[-1]
-        raise KitError(f"rehearse: sbatch refused the site's job script: {reason}")
-    job_id = match[1]
+    job_id = cluster.sbatch(script, field="rehearse")
     run_dir = (run_root or shared) / "runs" / f"{workload}-{job_id}"
     print(f"hpcai rehearse: job {job_id} submitted; its log: {run_dir / 'job.log'}", flush=True)
     started = time.monotonic()

@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from types import FrameType
 from hpcai_tf.catalog import NodeType, Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.launch.job_script import parse_time
+from hpcai_tf.launch.schedulers import SLURM
 
 TOOLS = ("unshare", "mount", "mungekey", "munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel")
 DEFAULT_NODES = 2
@@ -141,8 +143,9 @@ def shape_for_site(site: Site, nodes: int = DEFAULT_NODES, node_type: str | None
     return ClusterShape(site.id, node.name, shapes, parts)
 
 
-def slurm_conf_lines(shape: ClusterShape, root: Path) -> tuple[list[str], list[str]]:
-    """The ``slurm.conf`` and ``gres.conf`` lines of ``shape`` with its files under ``root``."""
+def slurm_conf_lines(shape: ClusterShape, root: Path, first_job_id: int = 1) -> tuple[list[str], list[str]]:
+    """The ``slurm.conf`` and ``gres.conf`` lines of ``shape`` with its files under ``root``; job ids from
+    ``first_job_id``."""
     munge_socket = root / "munge" / "munge.sock"
     lines = [
         f"ClusterName=rehearse-{shape.site_id}"[:40],
@@ -177,6 +180,8 @@ def slurm_conf_lines(shape: ClusterShape, root: Path) -> tuple[list[str], list[s
         "AccountingStorageType=accounting_storage/none",
         "GresTypes=gpu",
     ]
+    if first_job_id != 1:
+        lines.append(f"FirstJobId={first_job_id}")
     gres = []
     for node in shape.nodes:
         gres_field = f" Gres={node.gres}" if node.gres else ""
@@ -238,6 +243,26 @@ def check_visible_to_nodes(path: Path, field: str, noun: str = "") -> None:
         )
 
 
+def check_host_environment(field: str) -> None:
+    """The ranks run this environment's ``hpcai`` on every node: neither it nor the kit may lie in a directory
+    that each emulated node replaces with its own (``/tmp``, ``/dev/shm``)."""
+    check_visible_to_nodes(Path(sys.prefix), field, "the environment (the ranks' hpcai)")
+    check_visible_to_nodes(Path(os.path.abspath(__file__)).parents[1], field, "the kit")  # as imported, unresolved
+
+
+def settle_root(root: Path, keep: bool, command: str, hint: str = "") -> None:
+    """A cluster directory made by :func:`default_root`: removed after a successful run (saying so, with
+    ``hint``), else kept and named."""
+    if not root.exists():
+        return
+    if keep:
+        kept = f"the cluster directory stays: {root} (`hpcai clean` removes it once nothing runs there)"
+        print(f"hpcai {command}: {kept}")
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    print(f"hpcai {command}: removed the cluster directory {root}{hint}")
+
+
 def check_root(root: Path, what: str = "cluster directory") -> Path:
     """``root`` as an absolute path, refused under a directory that each node replaces with its own."""
     root = Path(os.path.abspath(root))
@@ -257,6 +282,8 @@ class EmulatedCluster:
 
     shape: ClusterShape
     root: Path
+    first_job_id: int = 1
+    """A fresh cluster numbers jobs from 1; a later one writing beside earlier runs continues after them."""
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _signals: dict[int, object] = field(default_factory=dict)
 
@@ -298,6 +325,16 @@ class EmulatedCluster:
             timeout=timeout,
             cwd=cwd or (self.shared if self.shared.is_dir() else None),
         )
+
+    def sbatch(self, script: Path, *flags: str, field: str, cwd: Path | None = None) -> str:
+        """Submit ``script`` with ``sbatch FLAGS`` (from ``cwd``, default the shared directory); its job id, or a
+        one-line error starting with ``field`` and sbatch's reason."""
+        done = self.run("sbatch", *flags, str(script), check=False, cwd=cwd)
+        match = SLURM.job_id_pattern.search(done.stdout)
+        if done.returncode != 0 or not match:
+            reason = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()
+            raise KitError(f"{field}: sbatch refused the site's job script: {reason[-1]}")
+        return match[1]
 
     def log(self, name: str) -> str:
         """A daemon's log (``slurmctld``, ``slurmd-<node>``, ``munged``), or empty."""
@@ -350,7 +387,7 @@ class EmulatedCluster:
                     if not link.is_symlink():
                         link.symlink_to("/dev/null")
         (self.root / "munge").chmod(0o700)
-        lines, gres = slurm_conf_lines(self.shape, self.root)
+        lines, gres = slurm_conf_lines(self.shape, self.root, self.first_job_id)
         self.conf.write_text("\n".join(lines) + "\n")
         (self.root / "gres.conf").write_text("".join(f"{line}\n" for line in gres))
         (self.root / "plugstack.conf").write_text("")
