@@ -95,7 +95,7 @@ def _rehearse(args: argparse.Namespace) -> int:
         shape_for_site,
     )
     from hpcai_tf.launch.job_script import host_hpcai
-    from hpcai_tf.launch.rehearsal import rehearsal_script, shared_path
+    from hpcai_tf.launch.rehearsal import in_image, rehearsal_script, shared_path
 
     refuse_non_slurm(args.site)
     nodes = _count(args.nodes, "--nodes")
@@ -107,9 +107,12 @@ def _rehearse(args: argparse.Namespace) -> int:
         ranks = 1
     request = launch_request(args, nodes=nodes, ranks_per_node=ranks, run_root=args.run_root)  # type: ignore[arg-type]
     root = check_root(args.cluster_dir, "--cluster-dir") if args.cluster_dir else None
-    hpcai = host_hpcai()
-    check_host_environment("rehearse")
+    hpcai = None if in_image(request) else host_hpcai()
     rehearsal_script(request, Path("/shared"), hpcai)  # every refusal before a file is written or a daemon starts
+    if in_image(request):
+        check_image(request.runtime, request.image)  # type: ignore[arg-type]
+    else:
+        check_host_environment("rehearse")
     shape = shape_for_site(request.site, request.nodes, request.node_type)
     cluster = EmulatedCluster(shape, root or default_root())
     status = 1
@@ -130,6 +133,22 @@ def _rehearse(args: argparse.Namespace) -> int:
     finally:
         if root is None:
             settle_root(cluster.root, args.keep or status != 0, "rehearse", " (--keep keeps it)")
+
+
+def check_image(runtime: str, image: str) -> None:
+    """In an image: the runtime on PATH, and the image a file every emulated node can see."""
+    import shutil
+
+    from hpcai_tf.launch.emulated_cluster import check_visible_to_nodes
+
+    if shutil.which(runtime) is None:
+        raise KitError(
+            f"--runtime: {runtime} is not on PATH (on a machine without it, scripts/apptainer-harness.sh prepare, "
+            "then the PATH that `scripts/apptainer-harness.sh env` prints)"
+        )
+    if not Path(image).is_file():
+        raise KitError(f"--image: no image file {image}; expected a SIF every emulated node can read")
+    check_visible_to_nodes(Path(image), "--image")
 
 
 def run_rehearsal(

@@ -139,7 +139,7 @@ def assert_only_diff_lines_differ(rehearsal) -> None:
     ("args", "named"),
     [
         (("--site", "summit", "--account", "CSC123"), "--site"),
-        (("--site", "hal", "--runtime", "apptainer"), "--runtime"),
+        (("--site", "hal", "--runtime", "apptainer"), "--image"),
         (("--site", "hal", "--cluster-dir", "/tmp/hpcai-cluster"), "--cluster-dir"),
         (("--site", "local", "--nodes", "2"), "--nodes"),
         (("--site", "hal", "--nodes", "two"), "--nodes"),
@@ -301,15 +301,16 @@ def test_preempted_across_nodes_requeues_resumes_and_ends_bitwise_as_uninterrupt
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(400)
-def test_a_node_lost_mid_epoch_ends_the_job_within_60_s_naming_it(rehearse_dir):
-    """Bridges-AI, mpirun: node 2's slurmd and rank killed after the first epoch; non-zero within 60 s, one line."""
-    cluster_dir = rehearse_dir / "lost-node"
+@pytest.mark.parametrize(("site", "lost"), [("bridges-ai", "bridges-ai-apollo6500-2"), ("hal", "hal-ac922-2")])
+def test_a_node_lost_mid_epoch_ends_the_job_within_60_s_naming_it(rehearse_dir, site, lost):
+    """Node 2's slurmd and rank killed after the first epoch; non-zero within 60 s, one line naming the node on
+    stderr, the node named in the job log. Bridges-AI's launcher is mpirun, HAL's srun --mpi=pmix."""
+    cluster_dir = rehearse_dir / f"lost-node-{site}"
     train = ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "40", "--no-tensorboard")
-    args = ("gw", "--site", "bridges-ai", "--nodes", "2", "--cluster-dir", str(cluster_dir), "--timeout", "300")
+    args = ("gw", "--site", site, "--nodes", "2", "--cluster-dir", str(cluster_dir), "--timeout", "300")
     process = subprocess.Popen(
         [*HPCAI, "rehearse", *args, "--", *train], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    lost = "bridges-ai-apollo6500-2"
     try:
         metrics = cluster_dir / "shared" / "runs" / "gw-1" / "metrics.jsonl"
         deadline = time.monotonic() + 240
@@ -333,7 +334,7 @@ def test_a_node_lost_mid_epoch_ends_the_job_within_60_s_naming_it(rehearse_dir):
     log = (cluster_dir / "shared" / "runs" / "gw-1" / "job.log").read_text(errors="replace")
     assert lost in log, log[-3000:]
     ended = re.search(r"job 1: .*", out)[0]
-    print(f"lost node: {ended}; {took:.1f} s after the kill; {err.strip()}")
+    print(f"lost node ({site}): {ended}; {took:.1f} s after the kill; {err.strip()}")
 
 
 @pytest.mark.slow
