@@ -182,13 +182,23 @@ def run_rehearsal(
             signalled = preempt_job(cluster, job_id)
         time.sleep(POLL_S)
         state = query_state("slurm", job_id, cluster.env)
+        if lost and state.state != "RUNNING":
+            break  # Slurm has reacted to the lost node: the job ended, or it was requeued (and waits for nodes)
     elapsed = time.monotonic() - started
     print(f"hpcai rehearse: job {job_id}: {state.state} (exit {state.exit_code}) after {elapsed:.0f} s", flush=True)
     lost = lost or cluster.lost_nodes()
     if lost:
+        if state.ended("slurm"):
+            how = f"the job ended {state.state} (exit {state.exit_code})"
+        else:
+            fields = scontrol_fields(cluster.run("scontrol", "show", "job", "-o", job_id, check=False).stdout)
+            if fields.get("Restarts", "0") not in ("", "0"):
+                how = f"Slurm requeued the job (to wait for nodes), now {state.state}"
+            else:
+                how = f"the job's script exited (exit {state.exit_code}), now {state.state}"
         print(
             f"hpcai: error: rehearse: node {', '.join(lost)} lost during job {job_id} (its slurmd exited); "
-            f"the job ended {state.state} (exit {state.exit_code}); see {run_dir / 'job.log'}",
+            f"{how}; see {run_dir / 'job.log'}",
             file=sys.stderr,
         )
         return 1
