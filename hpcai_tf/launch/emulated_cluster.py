@@ -301,12 +301,17 @@ class EmulatedCluster:
         return [node.name for node in self.shape.nodes]
 
     @property
-    def env(self) -> dict[str, str]:
-        """The caller's environment plus ``SLURM_CONF``, loopback-only Open MPI and, as root, its consent."""
-        env = {**os.environ, "SLURM_CONF": str(self.conf), **LOOPBACK_ENV, **SHARED_NODE_ENV}
+    def own_env(self) -> dict[str, str]:
+        """What a job of this cluster needs: ``SLURM_CONF``, loopback-only Open MPI and, as root, its consent."""
+        env = {"SLURM_CONF": str(self.conf), **LOOPBACK_ENV, **SHARED_NODE_ENV}
         if os.geteuid() == 0:
             env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         return env
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The caller's environment plus :attr:`own_env`."""
+        return {**os.environ, **self.own_env}
 
     def pids(self) -> dict[str, int]:
         """Each daemon's PID, by name (``munged``, ``slurmctld``, ``slurmd:<node>``)."""
