@@ -3,9 +3,13 @@
 The site's script is rendered as ``hpcai launch`` renders it; its stand-ins (:mod:`hpcai_tf.launch.rehearsal`)
 are printed as a unified diff; the cluster (:mod:`hpcai_tf.launch.emulated_cluster`) is shaped after the site,
 the script submitted with ``sbatch`` (the stand-in of a site wrapper such as ``swbatch``), and the job waited
-for. The report says per rank its host (the run's provenance record), whether every rank ended with the same
-trainable weights (its final record) and the job's end state. The cluster is stopped by PID at the end, also on
-failure or interrupt; its directory stays for inspection (the job's log is ``shared/runs/<run>/job.log``).
+for. The ranks run the host's ``hpcai`` (``--runtime none``) or, with ``--runtime singularity --image SIF``, the
+image on every node. The report says per rank its host (the run's provenance record), whether every rank ended
+with the same trainable weights (its final record) and the job's end state; with ``--preempt`` also where the
+run stopped on USR1 and where the requeued job resumed. A node whose slurmd exits is named in one line as soon
+as the job has left its nodes. The cluster is stopped by PID at the end, also on failure or interrupt; a
+directory it made itself is removed after a success (``--keep`` keeps it) and stays after a failure for
+inspection (the job's log is ``shared/runs/<run>/job.log``).
 """
 
 from __future__ import annotations
