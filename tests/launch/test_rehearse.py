@@ -271,24 +271,28 @@ def test_two_node_rehearsal_one_rank_per_node_same_weights(rehearse_dir, digests
 @pytest.mark.slurm
 @pytest.mark.timeout(400)
 def test_preempted_across_nodes_requeues_resumes_and_ends_bitwise_as_uninterrupted(rehearse_dir, digests):
-    """HAL, srun --mpi=pmix: USR1 to the batch shell once training runs; both ranks (one per node) checkpoint
-    after their first step, the job requeues and resumes mid-epoch on both nodes; the final weights equal an
-    uninterrupted run's, bitwise."""
+    """HAL, srun --mpi=pmix: USR1 to the batch shell once training runs; both ranks (one per node) stop at the
+    next step (usually after the first), checkpoint, the job requeues and resumes there on both nodes; the final
+    weights equal an uninterrupted run's, bitwise."""
     if not digests:  # run alone: the uninterrupted rehearsal first
         digests["hal own"] = final_digest(rehearse_for_real(rehearse_dir, "hal", None)[1] / "shared" / "runs" / "gw-1")
     # A check after every step, so the stop comes mid-epoch (it does not change the numerics).
     train = deterministic_train(rehearse_dir, "--set", "preemption_check_steps=1")
     result, cluster_dir = rehearse_for_real(rehearse_dir, "hal", None, "--preempt", train=train)
     out = result.stdout
-    assert "hpcai rehearse: job 1: training started; USR1 sent to its batch shell (preemption)\n" in out
-    assert "hpcai rehearse: preempted (SIGUSR1 on ranks 0, 1) after 0 epoch(s) and 1 step(s), checkpointed; " \
-        "job restarts: 1\n" in out, out[-2000:]  # fmt: skip
-    assert "hpcai rehearse: resumed after 0 epoch(s) and 1 step(s) on hal-ac922-1, hal-ac922-2\n" in out, out[-2000:]
     records = read_records(cluster_dir / "shared" / "runs" / "gw-1" / "metrics.jsonl")
     types = [r["type"] for r in records]
-    assert types == ["provenance", "preempted", "provenance", "epoch", "epoch", "final"], types
-    assert records[0]["hostnames"] == records[2]["hostnames"] == ["hal-ac922-1", "hal-ac922-2"]
-    assert records[2]["resumed_from"] == {"epoch": 0, "step": 1}
+    assert types.count("preempted") == 1 and types.count("provenance") == 2 and types[-1] == "final", types
+    stop, resumed = records[types.index("preempted")], records[types.index("preempted") + 1]
+    assert (stop["signalled_ranks"], resumed["type"]) == ([0, 1], "provenance")  # both nodes' ranks got USR1
+    where = f"after {stop['completed_epochs']} epoch(s) and {stop['step']} step(s)"
+    assert resumed["resumed_from"] == {"epoch": stop["completed_epochs"], "step": stop["step"]}, resumed
+    assert records[0]["hostnames"] == resumed["hostnames"] == ["hal-ac922-1", "hal-ac922-2"]
+    epochs = [r["epoch"] for r in records if r["type"] == "epoch"]
+    assert epochs == [1, 2], f"an epoch ran twice or not at all: {epochs}"
+    assert "hpcai rehearse: job 1: training started; USR1 sent to its batch shell (preemption)\n" in out
+    assert f"hpcai rehearse: preempted (SIGUSR1 on ranks 0, 1) {where}, checkpointed; job restarts: 1\n" in out
+    assert f"hpcai rehearse: resumed {where} on hal-ac922-1, hal-ac922-2\n" in out, out[-2000:]
     assert (
         final_digest(cluster_dir / "shared" / "runs" / "gw-1") in set(digests.values())
         and len(set(digests.values())) == 1
