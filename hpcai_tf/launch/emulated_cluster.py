@@ -17,6 +17,8 @@ stand-in device files (:func:`stand_in_devices`: Slurm 22.05 refuses a GPU witho
 The daemons are child processes recorded by PID; :meth:`EmulatedCluster.stop` cancels every job, then stops
 them by PID, and also ends the processes left in a node's namespaces (the job steps that node started). Use it
 as a context manager; SIGTERM and SIGINT become :class:`KeyboardInterrupt` while it runs, so ``finally`` runs.
+The directory records its owner's PID (``owner.pid``) beside the daemons'; :func:`left_clusters` lists the
+``/var/tmp/hpcai-cluster-*`` directories that no live process records (``hpcai clean`` removes them).
 The namespaces follow the measurements in the repository's issue 16; ``unshare(1)`` and ``slurm.conf(5)``:
 https://man7.org/linux/man-pages/man1/unshare.1.html, https://slurm.schedmd.com/slurm.conf.html
 """
