@@ -2,7 +2,10 @@
 
 The real rehearsals start their own emulated cluster (2 nodes, tests' data under /var/tmp), run the host's
 ``hpcai`` (``--runtime none``) with each site's launcher and with mpirun, and check one rank per node, identical
-trainable-weight digests and COMPLETED, from the run's own records as well as from the report.
+trainable-weight digests and COMPLETED, from the run's own records as well as from the report. Training is
+deterministic, so every rehearsal ends with one digest, and a preempted one (requeued and resumed across the
+nodes) must end with it too. Faults: a lost node under each launcher, an interrupted rehearsal. Refusals: bad
+input, an environment or kit under a node-private /tmp. (In the SIF: tests/singularity/test_rehearse_in_image.py.)
 """
 
 from __future__ import annotations
