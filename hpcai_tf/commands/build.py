@@ -132,9 +132,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     clean = sub.add_parser(
         "clean",
-        help="remove the images, build caches and temp roots the kit created",
+        help="remove the images, build caches, temp roots and left emulated clusters the kit created",
         description="Remove what the kit created: images it built or imported (found by their org.hpcai labels), "
-        "with their build cache layers, and build/{context,roots,logs,images,export}. Nothing else.",
+        "with their build cache layers, build/{context,roots,logs,images,export}, and the directories "
+        "/var/tmp/hpcai-cluster-* of emulated clusters that no process runs any more (left by a failed or "
+        "interrupted `hpcai rehearse`). Nothing else.",
     )
     clean.add_argument("--keep-base", action="store_true", help="keep the debootstrap base images")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
@@ -214,6 +216,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _clean(args: argparse.Namespace) -> int:
     from hpcai_tf.image.clean import clean
+    from hpcai_tf.launch.emulated_cluster import remove_left_clusters
 
     clean(keep_base=args.keep_base, dry_run=args.dry_run)
+    remove_left_clusters(dry_run=args.dry_run)
     return 0
