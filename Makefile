@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 RECIPES_OUT ?= recipes
 DOCS_OUT ?= docs
 
-.PHONY: help setup demo test test-singularity lint recipes constraints docs image base-image bench clean
+.PHONY: help setup demo test test-singularity test-gpu-image lint recipes constraints docs image base-image bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,10 @@ test: setup ## run the whole test suite, the Apptainer suite included
 test-singularity: setup ## only the Apptainer suite: harness, SIF of the local image, hybrid-MPI runs
 	scripts/apptainer-harness.sh prepare
 	HPCAI_TEST_SINGULARITY=1 $(VENV)/bin/pytest tests/singularity $(PYTEST_ARGS)
+
+test-gpu-image: setup ## build and verify the delta GPU image, Docker and SIF (about 80 min fresh; not in `make test`)
+	scripts/apptainer-harness.sh prepare
+	$(VENV)/bin/pytest -m gpu_image tests/build/test_gpu_image.py $(PYTEST_ARGS)
 
 lint: setup ## ruff check and ruff format --check over the package, tests and bench
 	$(VENV)/bin/ruff check hpcai_tf tests bench

@@ -1,6 +1,6 @@
 """The performance model against measurement: 2-rank efficiency on the local site, predicted from a calibration.
 
-    .venv/bin/python bench/estimate_vs_measured.py
+    .venv/bin/python bench/estimate_vs_measured.py [--rounds N]
 
 Per workload (AI-GW smoke on its own 960 waveforms; small-image ResNet-50, 64x64, batch 16 per rank, synthetic
 data), every round runs, in this order:
@@ -20,6 +20,7 @@ fitted on its smallest half, the rest predicted.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -55,13 +56,13 @@ def best_calibration(paths: list[Path], workload: str, site):
     return replace(base, workloads={workload: entry})
 
 
-def one_workload(workload: str, tmp: Path, env: dict) -> tuple[float, float]:
-    """(measured, predicted) 2-rank efficiency of ``workload``."""
+def one_workload(workload: str, tmp: Path, env: dict, rounds: int) -> tuple[float, float]:
+    """(measured, predicted) 2-rank efficiency of ``workload`` over ``rounds`` rounds."""
     site = load_site("local")
     data = tmp / "gw.h5"
     argv = [word.replace("{data}", str(data)) for word in WORKLOADS[workload]]
     calibrations, runs = [], {1: [], 2: []}
-    for round_ in range(ROUNDS):
+    for round_ in range(rounds):
         out = tmp / f"{workload}-round-{round_}"
         hpcai("calibrate", workload, "--site", "local", "--out", str(out / "calibration"), "--", *argv, env=env)
         calibrations.append(out / "calibration" / "local.json")
@@ -83,6 +84,9 @@ def one_workload(workload: str, tmp: Path, env: dict) -> tuple[float, float]:
     for ranks, found in runs.items():
         shown = ", ".join(f"{run.throughput:.1f}" for run in found)
         print(f"  {ranks} rank(s), samples/s per round: {shown}")
+    per_round = [read_calibration(path, site).workloads[workload] for path in calibrations]
+    shown = ", ".join(f"{e.step_time_s * 1e3:.1f}/{e.shared_step_time_s * 1e3:.1f}" for e in per_round)
+    print(f"  calibration per round, step ms alone/shared: {shown}")
     print(
         f"  calibration (best rounds): step {entry.step_time_s * 1e3:.1f} ms alone, "
         f"{entry.shared_step_time_s * 1e3:.1f} ms with 2 at once; gradients allreduced in "
@@ -101,6 +105,9 @@ def one_workload(workload: str, tmp: Path, env: dict) -> tuple[float, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds per workload (default {ROUNDS})")
+    rounds = parser.parse_args().rounds
     env = bench_env(**ONE_THREAD)
     print(f"2-rank efficiency on the local site, 1+1 threads per rank; {load_average()} at the start", flush=True)
     ratios = {}
@@ -108,7 +115,7 @@ def main() -> None:
         hpcai("data", "gw", "--smoke", "--n", "960", "--out", str(Path(tmp) / "gw.h5"), env=env)
         for workload in WORKLOADS:
             print(f"{workload}:", flush=True)
-            measured, predicted = one_workload(workload, Path(tmp), env)
+            measured, predicted = one_workload(workload, Path(tmp), env, rounds)
             ratios[workload] = predicted / measured
     print("fit on a public curve (bench/data, docs/performance-model.md):", flush=True)
     done = subprocess.run(

@@ -1,6 +1,6 @@
 """TensorFlow 2.21 against 2.15 on the same work: the kit's training inside the two local images.
 
-    .venv/bin/python bench/tf_stacks.py      (after `make image SITE=local` and `make image SITE=local-tf215`)
+    .venv/bin/python bench/tf_stacks.py [--rounds N]   (after `make image SITE=local` and `make image SITE=local-tf215`)
 
 AI-GW (smoke, its own generated waveforms) and small-image ResNet-50 (64x64, batch 16 per rank, synthetic data) at
 1 and 2 ranks, each run a ``docker run`` of the site's image with the image's ``mpirun`` and one intra-op and one
@@ -11,6 +11,7 @@ stack at 1 and 2 ranks, the 2.21/2.15 throughput ratio and each stack's 2-rank e
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -50,14 +51,21 @@ def run(client, tag: str, work: Path, argv: list[str]) -> str:
     return output
 
 
-def throughput(run_dir: Path) -> float:
-    """Median global samples/s over the epochs after the first (the first builds the graph)."""
+def epoch_throughputs(run_dir: Path) -> list[float]:
+    """Global samples/s of every epoch of the run, in order."""
     records = read_records(run_dir / METRICS_FILE)
-    epochs = [r["global_samples_per_sec"] for r in records if r.get("type") == "epoch"]
+    return [r["global_samples_per_sec"] for r in records if r.get("type") == "epoch"]
+
+
+def throughput(epochs: list[float]) -> float:
+    """Median over the epochs after the first (the first builds the graph)."""
     return statistics.median(epochs[1:] or epochs)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds of every run (default {ROUNDS})")
+    rounds = parser.parse_args().rounds
     client = docker_client()
     tags = {site: image_tag(load_site(site)) for site in STACKS}
     missing = [f"make image SITE={site}" for site, tag in tags.items() if find_image(client, tag) is None]
@@ -70,7 +78,7 @@ def main() -> None:
         work = Path(tmp)
         work.chmod(0o777)
         run(client, tags["local"], work, ["hpcai", "data", "gw", "--smoke", "--out", "/work/gw.h5"])
-        for round_ in range(ROUNDS):
+        for round_ in range(rounds):
             for workload, args in WORKLOADS.items():
                 for ranks in (1, 2):
                     for site in STACKS if round_ % 2 == 0 else reversed(STACKS):
@@ -78,12 +86,13 @@ def main() -> None:
                         train = ["hpcai", "train", workload, *args, "--no-tensorboard", "--run-dir", f"/work/{name}"]
                         line = mpirun_line(ranks, allocated=False, forward=sorted(ONE_THREAD))  # no job in docker
                         run(client, tags[site], work, line.argv(train))
-                        value = throughput(work / name)
+                        epochs = epoch_throughputs(work / name)
+                        value = throughput(epochs)
                         key = (workload, site, ranks)
                         best[key] = max(best.get(key, 0.0), value)
-                        print(
-                            f"round {round_ + 1}: {workload} {site} {ranks} rank(s): {value:.1f} samples/s", flush=True
-                        )
+                        each = ", ".join(f"{e:.1f}" for e in epochs)
+                        label = f"round {round_ + 1}: {workload} {site} {ranks} rank(s)"
+                        print(f"{label}: {value:.1f} samples/s (epochs: {each})", flush=True)
     print()
     print("| workload | stack | 1 rank (samples/s) | 2 ranks | 2-rank efficiency |")
     print("|---|---|---|---|---|")

@@ -255,7 +255,9 @@ class Stack(_Strict):
         description="Patches applied to Horovod's sdist before building, files `containers/patches/<name>.patch`.",
     )
     horovod_gpu_operations: Literal["NCCL", "MPI", "none"] = Field(
-        description="HOROVOD_GPU_OPERATIONS at build time: 'NCCL' on GPU images, 'none' on CPU."
+        description="HOROVOD_GPU_OPERATIONS at build time: 'NCCL' (or 'MPI') on GPU images, 'none' on CPU images "
+        "and on GPU images with cuda_source = 'pypi-wheels' (no nvcc there: Horovod's allreduce then stages GPU "
+        "tensors through host memory over MPI)."
     )
     mpi4py: Version = Field(description="mpi4py.")
     h5py: Version = Field(description="h5py, which the training package reads its data with.")
@@ -373,8 +375,17 @@ class Site(_Strict):
             raise ValueError("stack.cuda_source: expected 'conda' exactly on an open-ce GPU site")
         if gpu_stack and "none" in (stack.cudnn, stack.nccl):
             raise ValueError("stack.cudnn: a CUDA image needs cuDNN and NCCL versions")
-        if gpu_stack != (stack.horovod_gpu_operations != "none"):
-            raise ValueError("stack.horovod_gpu_operations: expected 'none' exactly on a CPU-only image")
+        if stack.cuda_source == "pypi-wheels" and stack.horovod_gpu_operations != "none":
+            raise ValueError(
+                f"stack.horovod_gpu_operations: {stack.horovod_gpu_operations!r} needs nvcc to compile Horovod's CUDA "
+                "kernels, and NVIDIA's CUDA 12 wheels ship none (nvidia-cuda-nvcc-cu12 holds ptxas and libnvvm only; "
+                "docs/images.md); expected 'none' with cuda_source = 'pypi-wheels'"
+            )
+        if gpu_stack == (stack.horovod_gpu_operations == "none") and stack.cuda_source != "pypi-wheels":
+            raise ValueError(
+                "stack.horovod_gpu_operations: expected 'none' exactly on a CPU-only image or one with CUDA from "
+                "NVIDIA's wheels"
+            )
         if gpu_stack != (self.runtime.gpu_flag == "--nv"):
             raise ValueError("runtime.gpu_flag: expected '--nv' on a GPU site and '' on a CPU-only one")
         major_minor = tuple(int(p) for p in stack.tensorflow.split(".")[:2])

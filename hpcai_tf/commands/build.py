@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from hpcai_tf.image.singularity import SQUASHFS_COMPRESSION
 from hpcai_tf.paths import WHEELS_DIR
 from hpcai_tf.train.image_contract import CONTEXT_PATHS, IMAGE_PATHS
 
@@ -66,6 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="prebuilt Horovod wheels, staged when they fit the site (default: .cache/wheels, which "
         "scripts/setup-venv.sh fills; 'none' compiles Horovod in the image)",
     )
+    build.add_argument(
+        "--sif-compression",
+        choices=list(SQUASHFS_COMPRESSION),
+        default="gzip",
+        help="with --runtime singularity: the SIF's squashfs compression (default gzip, which every runtime mounts; "
+        "zstd compresses about 4x faster at the same size where the kernel or squashfuse has zstd)",
+    )
     build.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     build.add_argument(
         "--quiet", action="store_true", help="print only the step lines (and cache hits), not their output"
@@ -87,7 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run the self-test inside a site's built image",
         description="Run checks inside the built image: TensorFlow imports with the pinned versions, "
         "`horovodrun --check-build` lists the expected frameworks and controllers, a 2-rank mpirun allreduce "
-        "sums right on every rank, and a tiny Keras model trains a few steps under 2 ranks.",
+        "sums right on every rank, and a tiny Keras model trains a few steps under 2 ranks. On a GPU site, also "
+        "TensorFlow's CUDA build against the pins and the CUDA, cuDNN and NCCL libraries by soname; its GPU checks "
+        "(training steps and an NCCL all-reduce across the GPUs, Horovod one rank per GPU) run only on a host with "
+        "NVIDIA GPUs, and one line says when they did not.",
     )
     verify.add_argument("--site", required=True, help="site id")
     verify.add_argument("--runtime", choices=RUNTIMES, default="docker", help="image format (default: docker)")
@@ -121,9 +132,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     clean = sub.add_parser(
         "clean",
-        help="remove the images, build caches and temp roots the kit created",
+        help="remove the images, build caches, temp roots and left emulated clusters the kit created",
         description="Remove what the kit created: images it built or imported (found by their org.hpcai labels), "
-        "with their build cache layers, and build/{context,roots,logs,images,export}. Nothing else.",
+        "with their build cache layers, build/{context,roots,logs,images,export}, and the directories "
+        "/var/tmp/hpcai-cluster-* of emulated clusters that no process runs any more (left by a failed or "
+        "interrupted `hpcai rehearse`). Nothing else.",
     )
     clean.add_argument("--keep-base", action="store_true", help="keep the debootstrap base images")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
@@ -136,7 +149,12 @@ def _build(args: argparse.Namespace) -> int:
     from hpcai_tf.image.context import BuildOptions
     from hpcai_tf.image.docker_engine import human_size
 
-    options = BuildOptions(ca_bundle=args.ca_bundle, index_url=args.index_url, wheels_dir=args.wheels)
+    options = BuildOptions(
+        ca_bundle=args.ca_bundle,
+        index_url=args.index_url,
+        wheels_dir=args.wheels,
+        sif_compression=args.sif_compression,
+    )
     if args.recipe is not None:
         if args.runtime == "docker":
             result = build_recipe_dir(args.recipe, options, no_cache=args.no_cache, quiet=args.quiet)
@@ -198,6 +216,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _clean(args: argparse.Namespace) -> int:
     from hpcai_tf.image.clean import clean
+    from hpcai_tf.launch.emulated_cluster import remove_left_clusters
 
     clean(keep_base=args.keep_base, dry_run=args.dry_run)
+    remove_left_clusters(dry_run=args.dry_run)
     return 0

@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hpcai_tf.commands.launch import add_backend_option, add_job_options, launch_request
+from hpcai_tf.commands.launch import _count, add_backend_option, add_job_options, launch_request
 from hpcai_tf.errors import KitError
 from hpcai_tf.train.metrics_log import METRICS_FILE
 
-JOB_ONLY = ("node_type", "runtime", "time", "account", "image", "launcher", "jsrun_layout", "cuda_aware_mpi", "no_wait")
+JOB_ONLY = (
+    "node_type", "runtime", "time", "account", "image", "launcher", "jsrun_layout", "cuda_aware_mpi", "no_wait",
+    "ranks_per_node", "emulate",
+)  # fmt: skip
 """``hpcai scale`` options that only mean something for batch jobs."""
 
 
@@ -70,6 +73,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs.add_argument("--submit", action="store_true", help="submit one job per rank count, wait, then report")
     jobs.add_argument("--poll", type=float, default=10.0, metavar="SECONDS", help="how often to read job states")
     jobs.add_argument("--no-wait", action="store_true", help="submit and stop; run `hpcai report` later")
+    jobs.add_argument(
+        "--ranks-per-node",
+        metavar="R",
+        help="ranks per node, each count whole nodes of R (default: a node's GPUs, or its cores; 1 with --emulate)",
+    )
+    jobs.add_argument(
+        "--emulate",
+        action="store_true",
+        help="run the jobs on an emulated cluster of the site here, as `hpcai rehearse` does (the host's hpcai; "
+        "one job at a time; a Slurm site)",
+    )
     add_job_options(jobs)
     scale.set_defaults(func=_scale, passthrough_to="hpcai train")
 
@@ -202,7 +216,18 @@ def _scale_jobs(args: argparse.Namespace) -> list[Path] | None:
     if not math.isfinite(args.poll) or args.poll <= 0:
         raise KitError(f"--poll: expected a positive number of seconds, got {args.poll}")
     base = launch_request(args, nodes=1, ranks_per_node=None, run_root=None)
-    jobs = submit_scale_jobs(base, args.ranks, args.out)
+    per = _count(args.ranks_per_node, "--ranks-per-node")
+    if per is not None and per < 1:
+        raise KitError(f"--ranks-per-node: expected at least 1, got {per}")
+    if args.emulate:
+        from hpcai_tf.commands.rehearse import refuse_non_slurm
+        from hpcai_tf.launch.emulated_scale import emulated_scale
+
+        if args.no_wait:
+            raise KitError("--no-wait: the emulated cluster stops when hpcai scale ends; expected it without --emulate")
+        refuse_non_slurm(args.site)
+        return emulated_scale(base, args.ranks, args.out, per, args.poll)
+    jobs = submit_scale_jobs(base, args.ranks, args.out, ranks_per_node=per)
     for job in jobs:
         print(f"hpcai scale: {job.ranks} rank(s) on {job.nodes} node(s): job {job.job_id} -> {job.run_dir}", flush=True)
     if args.no_wait:

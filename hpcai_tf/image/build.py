@@ -176,7 +176,7 @@ def build_recipe_sif(recipe_dir: Path, options: BuildOptions) -> SiteBuild:
     executable = find_runtime()
     path = recipe_sif_path(recipe_dir)
     start = time.monotonic()
-    build_sif(executable, path, "Singularity.def", context)
+    build_sif(executable, path, "Singularity.def", context, options.sif_compression)
     return SiteBuild(
         site="", runtime="singularity", image=str(path), seconds=time.monotonic() - start, size=path.stat().st_size
     )
@@ -241,7 +241,7 @@ def build_site_sif(site: Site, options: BuildOptions, out: Callable[[str], None]
         write_atomic(cwd / CONVERSION_DEF, conversion_definition(site, source, inputs.files["Singularity.def"]))
         source = CONVERSION_DEF  # its %test runs at the end of the build
     start = time.monotonic()
-    build_sif(executable, path, source, cwd)
+    build_sif(executable, path, source, cwd, options.sif_compression)
     return SiteBuild(
         site=site.id,
         runtime="singularity",

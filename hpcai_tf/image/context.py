@@ -58,6 +58,8 @@ class BuildOptions:
     """A PyPI mirror for pip inside the build."""
     wheels_dir: Path | None = DEFAULT_WHEELS_DIR
     """Where prebuilt Horovod wheels are looked for; ``None`` builds Horovod inside the image."""
+    sif_compression: str = "gzip"
+    """The SIF's squashfs compression (a key of ``image.singularity.SQUASHFS_COMPRESSION``)."""
 
 
 @dataclass(frozen=True)

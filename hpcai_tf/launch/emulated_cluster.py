@@ -17,6 +17,8 @@ stand-in device files (:func:`stand_in_devices`: Slurm 22.05 refuses a GPU witho
 The daemons are child processes recorded by PID; :meth:`EmulatedCluster.stop` cancels every job, then stops
 them by PID, and also ends the processes left in a node's namespaces (the job steps that node started). Use it
 as a context manager; SIGTERM and SIGINT become :class:`KeyboardInterrupt` while it runs, so ``finally`` runs.
+The directory records its owner's PID (``owner.pid``) beside the daemons'; :func:`left_clusters` lists the
+``/var/tmp/hpcai-cluster-*`` directories that no live process records (``hpcai clean`` removes them).
 The namespaces follow the measurements in the repository's issue 16; ``unshare(1)`` and ``slurm.conf(5)``:
 https://man7.org/linux/man-pages/man1/unshare.1.html, https://slurm.schedmd.com/slurm.conf.html
 """
@@ -28,6 +30,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ from types import FrameType
 from hpcai_tf.catalog import NodeType, Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.launch.job_script import parse_time
+from hpcai_tf.launch.schedulers import SLURM
 from hpcai_tf.train.image_contract import WORKER_ADDRESS_VARIABLE
 
 TOOLS = ("unshare", "mount", "mungekey", "munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel")
@@ -56,6 +60,11 @@ SHARED_NODE_ENV = {"OMPI_MCA_mpi_yield_when_idle": "1"}
 
 NODE_SPOOL = "/tmp/slurmd-%n"
 """Each node's spool directory, in its private ``/tmp`` (a real node's local disk)."""
+DEFAULT_PARENT = "/var/tmp"
+DEFAULT_PREFIX = "hpcai-cluster-"
+"""A cluster directory without ``--cluster-dir``: ``/var/tmp/hpcai-cluster-*``."""
+OWNER_FILE = "owner.pid"
+"""The PID of the process that runs the cluster, in its directory (with the daemons' PID files under ``run/``)."""
 SOCKET_PATH_MAX = 107
 """Bytes in a Unix socket path (``sun_path`` holds 108 with its terminating NUL)."""
 
@@ -142,8 +151,9 @@ def shape_for_site(site: Site, nodes: int = DEFAULT_NODES, node_type: str | None
     return ClusterShape(site.id, node.name, shapes, parts)
 
 
-def slurm_conf_lines(shape: ClusterShape, root: Path) -> tuple[list[str], list[str]]:
-    """The ``slurm.conf`` and ``gres.conf`` lines of ``shape`` with its files under ``root``."""
+def slurm_conf_lines(shape: ClusterShape, root: Path, first_job_id: int = 1) -> tuple[list[str], list[str]]:
+    """The ``slurm.conf`` and ``gres.conf`` lines of ``shape`` with its files under ``root``; job ids from
+    ``first_job_id``."""
     munge_socket = root / "munge" / "munge.sock"
     lines = [
         f"ClusterName=rehearse-{shape.site_id}"[:40],
@@ -178,6 +188,8 @@ def slurm_conf_lines(shape: ClusterShape, root: Path) -> tuple[list[str], list[s
         "AccountingStorageType=accounting_storage/none",
         "GresTypes=gpu",
     ]
+    if first_job_id != 1:
+        lines.append(f"FirstJobId={first_job_id}")
     gres = []
     for node in shape.nodes:
         gres_field = f" Gres={node.gres}" if node.gres else ""
@@ -213,19 +225,56 @@ def stand_in_devices(root: Path, node: str) -> Path:
 
 
 def default_root() -> Path:
-    """A fresh directory under ``/var/tmp`` (``/tmp`` is private to each emulated node)."""
-    return Path(tempfile.mkdtemp(prefix="hpcai-cluster-", dir="/var/tmp"))
+    """A fresh directory under :data:`DEFAULT_PARENT` (``/tmp`` is private to each emulated node), its owner's
+    PID recorded at once, so that :func:`left_clusters` never takes it for a leftover."""
+    root = Path(tempfile.mkdtemp(prefix=DEFAULT_PREFIX, dir=DEFAULT_PARENT))
+    (root / OWNER_FILE).write_text(f"{os.getpid()}\n")
+    return root
+
+
+def node_private_dir(path: Path) -> str | None:
+    """The node-private directory (``/tmp``, ``/dev/shm``) that ``path`` or its real path lies under, or None."""
+    for candidate in dict.fromkeys((Path(os.path.abspath(path)), Path(os.path.realpath(path)))):
+        for private in PRIVATE_DIRS:
+            if candidate == Path(private) or Path(private) in candidate.parents:
+                return private
+    return None
+
+
+def check_visible_to_nodes(path: Path, field: str, noun: str = "") -> None:
+    """Refuse, in one line naming ``path`` (``field: [noun] path ...``), what the emulated nodes cannot see."""
+    private = node_private_dir(path)
+    if private is not None:
+        raise KitError(
+            f"{field}: {noun + ' ' if noun else ''}{path} is under {private}, which each emulated node replaces "
+            "with its own; expected it elsewhere (e.g. under /var/tmp)"
+        )
+
+
+def check_host_environment(field: str) -> None:
+    """The ranks run this environment's ``hpcai`` on every node: neither it nor the kit may lie in a directory
+    that each emulated node replaces with its own (``/tmp``, ``/dev/shm``)."""
+    check_visible_to_nodes(Path(sys.prefix), field, "the environment (the ranks' hpcai)")
+    check_visible_to_nodes(Path(os.path.abspath(__file__)).parents[1], field, "the kit")  # as imported, unresolved
+
+
+def settle_root(root: Path, keep: bool, command: str, hint: str = "") -> None:
+    """A cluster directory made by :func:`default_root`: removed after a successful run (saying so, with
+    ``hint``), else kept and named."""
+    if not root.exists():
+        return
+    if keep:
+        kept = f"the cluster directory stays: {root} (`hpcai clean` removes it once nothing runs there)"
+        print(f"hpcai {command}: {kept}")
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    print(f"hpcai {command}: removed the cluster directory {root}{hint}")
 
 
 def check_root(root: Path, what: str = "cluster directory") -> Path:
     """``root`` as an absolute path, refused under a directory that each node replaces with its own."""
     root = Path(os.path.abspath(root))
-    for private in PRIVATE_DIRS:
-        if root == Path(private) or Path(private) in root.parents:
-            raise KitError(
-                f"{what}: {root} is under {private}, which each emulated node replaces with its own; "
-                "expected a directory elsewhere (e.g. under /var/tmp)"
-            )
+    check_visible_to_nodes(root, what)
     socket_path = root / "munge" / "munge.sock"
     if len(os.fsencode(socket_path)) > SOCKET_PATH_MAX:
         raise KitError(
@@ -241,6 +290,8 @@ class EmulatedCluster:
 
     shape: ClusterShape
     root: Path
+    first_job_id: int = 1
+    """A fresh cluster numbers jobs from 1; a later one writing beside earlier runs continues after them."""
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _signals: dict[int, object] = field(default_factory=dict)
 
@@ -258,12 +309,17 @@ class EmulatedCluster:
         return [node.name for node in self.shape.nodes]
 
     @property
-    def env(self) -> dict[str, str]:
-        """The caller's environment plus ``SLURM_CONF``, loopback-only Open MPI and, as root, its consent."""
-        env = {**os.environ, "SLURM_CONF": str(self.conf), **LOOPBACK_ENV, **SHARED_NODE_ENV}
+    def own_env(self) -> dict[str, str]:
+        """What a job of this cluster needs: ``SLURM_CONF``, loopback-only Open MPI and, as root, its consent."""
+        env = {"SLURM_CONF": str(self.conf), **LOOPBACK_ENV, **SHARED_NODE_ENV}
         if os.geteuid() == 0:
             env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         return env
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The caller's environment plus :attr:`own_env`."""
+        return {**os.environ, **self.own_env}
 
     def pids(self) -> dict[str, int]:
         """Each daemon's PID, by name (``munged``, ``slurmctld``, ``slurmd:<node>``)."""
@@ -282,6 +338,16 @@ class EmulatedCluster:
             timeout=timeout,
             cwd=cwd or (self.shared if self.shared.is_dir() else None),
         )
+
+    def sbatch(self, script: Path, *flags: str, field: str, cwd: Path | None = None) -> str:
+        """Submit ``script`` with ``sbatch FLAGS`` (from ``cwd``, default the shared directory); its job id, or a
+        one-line error starting with ``field`` and sbatch's reason."""
+        done = self.run("sbatch", *flags, str(script), check=False, cwd=cwd)
+        match = SLURM.job_id_pattern.search(done.stdout)
+        if done.returncode != 0 or not match:
+            reason = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()
+            raise KitError(f"{field}: sbatch refused the site's job script: {reason[-1]}")
+        return match[1]
 
     def log(self, name: str) -> str:
         """A daemon's log (``slurmctld``, ``slurmd-<node>``, ``munged``), or empty."""
@@ -324,6 +390,7 @@ class EmulatedCluster:
             raise KitError(f"emulated cluster: {', '.join(missing)} not on PATH; run scripts/install-system.sh")
         for sub in ("munge", "state", "run", "log", "shared"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / OWNER_FILE).write_text(f"{os.getpid()}\n")
         for node in self.shape.nodes:
             if node.gres:
                 devices = stand_in_devices(self.root, node.name)
@@ -333,7 +400,7 @@ class EmulatedCluster:
                     if not link.is_symlink():
                         link.symlink_to("/dev/null")
         (self.root / "munge").chmod(0o700)
-        lines, gres = slurm_conf_lines(self.shape, self.root)
+        lines, gres = slurm_conf_lines(self.shape, self.root, self.first_job_id)
         self.conf.write_text("\n".join(lines) + "\n")
         (self.root / "gres.conf").write_text("".join(f"{line}\n" for line in gres))
         (self.root / "plugstack.conf").write_text("")
@@ -432,6 +499,44 @@ def kill_node_processes(slurmd_pid: int) -> list[int]:
         except ProcessLookupError:
             pass
     return pids
+
+
+def recorded_pids(root: Path) -> list[int]:
+    """The PIDs a cluster directory records: its owner's, munged's and each Slurm daemon's."""
+    pids = []
+    for path in (root / OWNER_FILE, root / "munge" / "munged.pid", *sorted((root / "run").glob("*.pid"))):
+        try:
+            pids.append(int(path.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def in_use(root: Path) -> bool:
+    """True while a process that ``root`` records still exists (a reused PID keeps the directory: the safe side)."""
+    return any(Path(f"/proc/{pid}").exists() for pid in recorded_pids(root))
+
+
+def left_clusters(parent: Path = Path(DEFAULT_PARENT)) -> list[Path]:
+    """Cluster directories (``hpcai-cluster-*`` under ``parent``) that no running process records: left by
+    rehearsals that failed or were interrupted (a successful one removes its own), safe to remove."""
+    return [
+        path
+        for path in sorted(parent.glob(f"{DEFAULT_PREFIX}*"))
+        if path.is_dir() and not path.is_symlink() and not in_use(path)
+    ]
+
+
+def remove_left_clusters(dry_run: bool = False, out=print, parent: Path = Path(DEFAULT_PARENT)) -> list[Path]:
+    """Remove (or, with ``dry_run``, list) :func:`left_clusters`; the directories concerned."""
+    found = left_clusters(parent)
+    for path in found:
+        if dry_run:
+            out(f"would remove {path} (an emulated cluster no process runs)")
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        out(f"removed {path} (an emulated cluster no process runs)")
+    return found
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

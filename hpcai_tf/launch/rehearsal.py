@@ -4,8 +4,9 @@ The script a user would submit at the site is rendered by :func:`render_job_scri
 it, with the site's container runtime (``--runtime none`` names the stand-in here, not the site's script). What
 cannot run here is swapped for its stand-in by rendering the same request again with:
 
-- ``--runtime none``: the ``hpcai`` beside this Python for the site's container line (the Apptainer variant,
-  the local image on each node, is not built; docs/rehearse.md);
+- ``--runtime none`` (the default): the ``hpcai`` beside this Python for the site's container line; with
+  ``--runtime apptainer|singularity --image IMG`` the container line stays, with the image given (a local image
+  that every emulated node runs, e.g. the local site's SIF), as ``hpcai launch --image IMG`` renders it;
 - ``module load ...`` as the no-op ``: module load ...`` (no environment modules here);
 - the run root on the site's shared filesystem (``--run-root /projects/...``) moved under the emulated cluster's
   shared directory (``<shared>/projects/...``); without one, runs go below the submit directory, which is the
@@ -13,8 +14,8 @@ cannot run here is swapped for its stand-in by rendering the same request again 
 
 GPUs need no line: the emulated nodes have the site's ``Gres=gpu`` backed by stand-in devices
 (:mod:`hpcai_tf.launch.emulated_cluster`), so ``--gres`` is honoured and the ranks run on the cores. Every line
-that differs between the two scripts must be one of :data:`SWAPPABLE` (checked by :func:`rehearsal_script`), so
-the submitted script differs from the site's by the swaps only.
+that differs between the two scripts must be one of :data:`SWAPPABLE` (:data:`IN_IMAGE_SWAPPABLE` in an image;
+checked by :func:`rehearsal_script`), so the submitted script differs from the site's by the swaps only.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ SWAPPABLE: dict[str, re.Pattern[str]] = {
     "module load (no environment modules here)": re.compile(r"^:? ?module load .*$"),
     "blank line before the exports": re.compile(r"^$"),
 }
-"""Kinds of line a swap may change, by what they are (the pattern a changed line must match)."""
+"""Kinds of line a swap may change on the host (``--runtime none``), by what they are (the pattern a changed line
+must match)."""
+IN_IMAGE_SWAPPABLE: dict[str, re.Pattern[str]] = {
+    kind: SWAPPABLE[kind] for kind in ("run directory (shared filesystem)", "module load (no environment modules here)")
+}
+"""Kinds of line a swap may change when the ranks run in an image (``--runtime apptainer|singularity --image``):
+the container line is the site's, with the image given (``hpcai launch --image`` renders the same)."""
 
 
 @dataclass(frozen=True)
@@ -57,14 +64,21 @@ def shared_path(path: str, shared: Path) -> str:
     return str(shared / os.path.abspath(path).lstrip("/"))
 
 
+def in_image(request: LaunchRequest) -> bool:
+    """Whether the ranks run in an image (``--runtime apptainer|singularity``) rather than on the host."""
+    return request.runtime not in (None, "none")
+
+
 def rehearsal_request(request: LaunchRequest, shared: Path, host_hpcai: str | None = None) -> LaunchRequest:
-    """``request`` with its stand-ins: the host's hpcai, the run root under ``shared``."""
-    if request.runtime not in (None, "none"):
-        raise KitError(
-            f"--runtime: rehearse runs the host's hpcai ('none'); got {request.runtime!r} (the Apptainer variant "
-            "is not built, see docs/rehearse.md)"
-        )
+    """``request`` with its stand-ins: the host's hpcai (or the given image), the run root under ``shared``."""
     run_root = shared_path(request.run_root, shared) if request.run_root else None
+    if in_image(request):
+        if not request.image:
+            raise KitError(
+                f"--image: --runtime {request.runtime} runs the ranks in an image on every emulated node; expected "
+                "the image here to run (e.g. the local site's SIF, hpcai build --site local --runtime singularity)"
+            )
+        return replace(request, run_root=run_root)
     return replace(request, runtime="none", run_root=run_root, image=None, host_hpcai=host_hpcai)
 
 
@@ -95,9 +109,9 @@ def changed_lines(diff: str) -> list[str]:
     ]
 
 
-def classify(line: str) -> str | None:
-    """The kind of swap a changed line is, or None if it is none of :data:`SWAPPABLE`."""
-    for kind, pattern in SWAPPABLE.items():
+def classify(line: str, swappable: dict[str, re.Pattern[str]] = SWAPPABLE) -> str | None:
+    """The kind of swap a changed line is, or None if it is none of ``swappable``."""
+    for kind, pattern in swappable.items():
         if pattern.match(line):
             return kind
     return None
@@ -105,13 +119,14 @@ def classify(line: str) -> str | None:
 
 def rehearsal_script(request: LaunchRequest, shared: Path, host_hpcai: str | None = None) -> Rehearsal:
     """The site's script for ``request``, the one to submit here, and the swaps (a KitError if the site refuses)."""
-    site_script = render_job_script(replace(request, runtime=None) if request.runtime == "none" else request)
     submitted = without_modules(render_job_script(rehearsal_request(request, shared, host_hpcai)))
+    site_script = render_job_script(request if in_image(request) else replace(request, runtime=None))
     diff = unified_diff(site_script, submitted, request.site.id)
     changed = changed_lines(diff)
+    swappable = IN_IMAGE_SWAPPABLE if in_image(request) else SWAPPABLE
     kinds: list[str] = []
     for line in changed:
-        kind = classify(line)
+        kind = classify(line, swappable)
         if kind is None and line.startswith("  -x ") and _forwarding_site(line) in changed:
             kind = classify(_forwarding_site(line))  # mpirun's -x list before HPCAI_SITE joined it
         if kind is None:  # a bug of the kit, not of the user's request

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -36,9 +37,10 @@ class ScaleJob:
     run_dir: str
 
 
-def nodes_for(site: Site, node: NodeType, ranks: int) -> tuple[int, int]:
-    """``(nodes, ranks per node)`` for ``ranks`` on ``node``: one partial node, or whole nodes."""
-    per, unit = node.devices, node.device_kind
+def nodes_for(site: Site, node: NodeType, ranks: int, ranks_per_node: int | None = None) -> tuple[int, int]:
+    """``(nodes, ranks per node)`` for ``ranks`` on ``node``: one partial node, or whole nodes of the node's devices
+    (or of ``ranks_per_node`` ranks each, when given: ``1`` spreads the ranks one per node)."""
+    per, unit = (ranks_per_node, "ranks") if ranks_per_node else (node.devices, node.device_kind)
     if ranks <= per:
         return 1, ranks
     if ranks % per:
@@ -55,29 +57,61 @@ def nodes_for(site: Site, node: NodeType, ranks: int) -> tuple[int, int]:
     return ranks // per, per
 
 
-def submit_scale_jobs(
-    base: LaunchRequest, counts: list[int], out: Path, env: dict[str, str] | None = None
-) -> list[ScaleJob]:
-    """Render one job script per rank count (all before any is submitted), submit each from ``out``."""
-    site = base.site
-    node = site.node_type(base.node_type)
-    out = Path(os.path.abspath(out))
+@dataclass(frozen=True)
+class PlannedJob:
+    """One rank count's job script, rendered and not yet submitted."""
+
+    ranks: int
+    nodes: int
+    ranks_per_node: int
+    text: str
+
+
+def plan_scale_jobs(
+    base: LaunchRequest,
+    counts: list[int],
+    out: Path,
+    ranks_per_node: int | None = None,
+    render: Callable[[LaunchRequest], str] = render_job_script,
+) -> list[PlannedJob]:
+    """Render one job script per rank count (each count checked against the catalog), its runs under ``out``."""
+    node = base.site.node_type(base.node_type)
     planned = []
     for ranks in counts:
-        nodes, per = nodes_for(site, node, ranks)
-        request = replace(base, nodes=nodes, ranks_per_node=per, run_root=str(out))
-        planned.append((ranks, nodes, per, render_job_script(request)))
+        nodes, per = nodes_for(base.site, node, ranks, ranks_per_node)
+        request = replace(base, nodes=nodes, ranks_per_node=per, run_root=os.path.abspath(out))
+        planned.append(PlannedJob(ranks, nodes, per, render(request)))
+    return planned
+
+
+def submit_scale_jobs(
+    base: LaunchRequest,
+    counts: list[int],
+    out: Path,
+    env: dict[str, str] | None = None,
+    ranks_per_node: int | None = None,
+) -> list[ScaleJob]:
+    """Render one job script per rank count (all before any is submitted), submit each from ``out``."""
+    planned = plan_scale_jobs(base, counts, out, ranks_per_node)
+    return submit_planned(base, planned, out, lambda text, script: submit_job_script(base.site, text, script, env, out))
+
+
+def submit_planned(
+    base: LaunchRequest, planned: list[PlannedJob], out: Path, submit: Callable[[str, Path], str]
+) -> list[ScaleJob]:
+    """Write each planned script to ``out/jobs/`` and submit it with ``submit(text, script)`` (its job id)."""
+    out = Path(os.path.abspath(out))
     jobs: list[ScaleJob] = []
-    for ranks, nodes, per, text in planned:
-        script = out / "jobs" / f"{base.workload}-{ranks}ranks.sh"
-        write_atomic(script, text)
+    for job in planned:
+        script = out / "jobs" / f"{base.workload}-{job.ranks}ranks.sh"
+        write_atomic(script, job.text)
         try:
-            job_id = submit_job_script(site, text, script, env=env, cwd=out)
+            job_id = submit(job.text, script)
         except KitError as err:
             done = ", ".join(f"{_ranks(j.ranks)} as job {j.job_id}" for j in jobs) or "none"
-            raise KitError(f"{err} ({_ranks(ranks)}; already submitted: {done})") from None
+            raise KitError(f"{err} ({_ranks(job.ranks)}; already submitted: {done})") from None
         run_dir = out / "runs" / f"{base.workload}-{job_id}"
-        jobs.append(ScaleJob(ranks, nodes, per, str(script), job_id, str(run_dir)))
+        jobs.append(ScaleJob(job.ranks, job.nodes, job.ranks_per_node, str(script), job_id, str(run_dir)))
         _write_manifest(out, base, jobs)
     return jobs
 

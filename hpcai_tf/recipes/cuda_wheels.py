@@ -17,15 +17,10 @@ from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.files import display_path, read_text_file
 from hpcai_tf.paths import CONTAINERS_DIR
-from hpcai_tf.train.image_contract import IMAGE_PATHS
 
 CUDA_WHEELS = CONTAINERS_DIR / "cuda-wheels.toml"
 AND_CUDA_EXTRA = "and-cuda"
-"""TensorFlow's extra that pulls NVIDIA's CUDA 12 wheels (nvcc among them)."""
-WHEEL_HOME = IMAGE_PATHS.cuda_wheels_root
-"""Where a ``pypi-wheels`` image gathers the wheels' nvcc, headers and libraries into one CUDA root."""
-WHEEL_DIRS = ("cuda_nvcc", "cuda_runtime", "nccl")
-"""The directories under ``site-packages/nvidia/`` whose bin/, include/ and lib/ the CUDA root links to."""
+"""TensorFlow's extra that pulls NVIDIA's CUDA 12 wheels (runtime, cuDNN, NCCL, cuBLAS, ptxas and libnvvm; no nvcc)."""
 PINS = ("cuda", "cudnn", "nccl")
 """The stack fields a wheel-based CUDA source pins, each the version of one wheel ([wheels] of the file)."""
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from hpcai_tf.catalog import Site, load_site_file
 from hpcai_tf.paths import WHEELS_DIR
-from hpcai_tf.recipes.cuda_wheels import WHEEL_HOME
 from hpcai_tf.recipes.patches import patch_path
 
 WHEEL_RECORD_SUFFIX = ".built-against.json"
@@ -47,8 +46,6 @@ def horovod_build_vars(site: Site) -> dict[str, str]:
     }
     if site.stack.horovod_gpu_operations != "none":
         env["HOROVOD_GPU_OPERATIONS"] = site.stack.horovod_gpu_operations
-    if site.stack.cuda_source == "pypi-wheels":  # nvcc, headers and libraries of NVIDIA's wheels, gathered in one root
-        env["HOROVOD_CUDA_HOME"] = env["HOROVOD_NCCL_HOME"] = WHEEL_HOME
     return env
 
 

@@ -32,7 +32,7 @@ from hpcai_tf.paths import (
     TEMPLATES_DIR,
 )
 from hpcai_tf.recipes import image_labels as label
-from hpcai_tf.recipes.cuda_wheels import AND_CUDA_EXTRA, WHEEL_DIRS, WHEEL_HOME, check_cuda_wheels, cuda_wheel_pins
+from hpcai_tf.recipes.cuda_wheels import AND_CUDA_EXTRA, check_cuda_wheels, cuda_wheel_pins
 from hpcai_tf.recipes.horovod_build import horovod_build_env, site_wheel_name
 from hpcai_tf.recipes.package_managers import APT, package_manager
 from hpcai_tf.train.image_contract import (
@@ -99,7 +99,10 @@ def step_names(site: Site) -> list[str]:
     if site.stack.channel == "pip":
         if site.stack.cuda_source == "base-image":
             steps.append("cuda-libs")
-        steps += [f"mpi-{site.mpi.image_source}", "python-pip", "horovod-pip"]
+        steps += [f"mpi-{site.mpi.image_source}", "python-pip"]
+        if site.stack.cuda_source == "pypi-wheels":
+            steps.append("cuda-wheels")
+        steps.append("horovod-pip")
     else:
         steps.append("python-conda")
     return [*steps, "stack-check", "kit"]
@@ -256,8 +259,6 @@ def context(site: Site) -> dict[str, object]:
         "constraints": f"{IMAGE_PATHS.constraints}/{site.id}.txt" if site.stack.channel == "pip" else None,
         "kept_constraints": IMAGE_PATHS.kept_constraints,
         "cuda_series": cuda_series(site),
-        "cuda_wheel_home": WHEEL_HOME,
-        "cuda_wheel_dirs": WHEEL_DIRS,
         "mpi_series": ".".join(site.mpi.image_version.split(".")[:2]),
         "pip_version": pins["pip"],
         "setuptools_version": pins["setuptools"],

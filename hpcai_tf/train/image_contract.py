@@ -48,9 +48,9 @@ class ImagePaths:
     """Where the build context's ``build/wheels/`` lands (a staged Horovod wheel, or nothing)."""
     patches: str = "/opt/hpcai-build/patches"
     """Where the build context's ``patches/`` lands (the site's Horovod patches)."""
-    cuda_wheels_root: str = "/opt/hpcai/cuda"
-    """A ``pypi-wheels`` image's CUDA root: symlinks to the nvcc, headers and libraries of NVIDIA's wheels, the
-    layout Horovod's CMake build looks for under HOROVOD_CUDA_HOME and HOROVOD_NCCL_HOME."""
+    cuda_wheels_ld_conf: str = "/etc/ld.so.conf.d/hpcai-cuda-wheels.conf"
+    """A ``pypi-wheels`` image's list of the library directories of NVIDIA's wheels for the dynamic loader, so that
+    the pinned CUDA runtime, cuDNN and NCCL load by soname."""
 
 
 IMAGE_PATHS = ImagePaths()

@@ -204,8 +204,19 @@ def run_cli():
     return run_hpcai
 
 
+GPU_IMAGE = "gpu_image"
+"""The marker of the GPU image's tests (tests/build/test_gpu_image.py): selected only by ``-m gpu_image`` (``make
+test-gpu-image``); every other run, ``make test`` included, deselects them (no skip: they are not collected)."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``hpcai clean`` removes every kit image: its test runs after all the others."""
+    """``hpcai clean`` removes every kit image: its test runs after all the others. The GPU image's tests are
+    deselected unless the marker expression names them."""
+    if GPU_IMAGE not in (config.getoption("markexpr") or ""):
+        deselected = [item for item in items if item.get_closest_marker(GPU_IMAGE)]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker(GPU_IMAGE)]
     last = [item for item in items if item.get_closest_marker("removes_kit_images")]
     for item in last:
         items.remove(item)
@@ -214,3 +225,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "removes_kit_images: runs last; removes every image the kit made")
+    config.addinivalue_line(
+        "markers", f"{GPU_IMAGE}: the delta GPU image's build and verify; run only by `make test-gpu-image`"
+    )

@@ -213,6 +213,25 @@ def test_singularity_build_runs_the_runtime_found_not_spythons_default():
     assert cmd == ["/usr/bin/apptainer", "build", "/o/x.sif", "docker-daemon://hpcai/local:abc"]
 
 
+def test_a_sif_compression_other_than_gzip_reaches_mksquashfs():
+    """--sif-compression zstd: one --mksquashfs-args string before the SIF; gzip (the default) adds nothing."""
+    cmd = build_command("/usr/bin/apptainer", Path("/o/x.sif"), "convert.def", "zstd")
+    assert cmd == [
+        "/usr/bin/apptainer",
+        "build",
+        "--mksquashfs-args",
+        "-comp zstd -Xcompression-level 3",
+        "/o/x.sif",
+        "convert.def",
+    ]
+    assert build_command("/usr/bin/apptainer", Path("/o/x.sif"), "convert.def", "gzip") == [
+        "/usr/bin/apptainer",
+        "build",
+        "/o/x.sif",
+        "convert.def",
+    ]
+
+
 def test_staged_recipe_dir_holds_its_files_and_the_build_options(tmp_path):
     """`hpcai build --recipe DIR`: DIR's files plus build/options/ (a copy DIR holds is replaced); DIR is untouched."""
     recipe = tmp_path / "mykit"

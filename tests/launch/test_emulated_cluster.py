@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -11,7 +16,13 @@ import pytest
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.errors import KitError
-from hpcai_tf.launch.emulated_cluster import check_root, emulated_cluster, shape_for_site, slurm_conf_lines
+from hpcai_tf.launch.emulated_cluster import (
+    check_root,
+    emulated_cluster,
+    left_clusters,
+    shape_for_site,
+    slurm_conf_lines,
+)
 
 
 def nodes_partitions_gres(site_id: str, nodes: int) -> tuple[list[str], list[str]]:
@@ -106,3 +117,39 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(120)
+def test_hpcai_cluster_runs_until_interrupted_and_jobs_reach_it_through_its_export_line():
+    """`hpcai cluster --site bridges-ai`: its export line reaches it (srun over both nodes), SIGTERM stops every
+    daemon by PID and exits 0; the directory stays, a leftover for `hpcai clean` once nothing runs there."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpcai_tf", "cluster", "--site", "bridges-ai"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    root = None
+    try:
+        first, export, submit = (process.stdout.readline() for _ in range(3))
+        root = Path(re.search(r" in (\S+); daemon pids ", first)[1])
+        pids = [int(p) for p in re.search(r"daemon pids (.*)", first)[1].replace("=", " ").split()[1::2]]
+        assert export.startswith(f"export SLURM_CONF={root}/slurm.conf ") and "OMPI_MCA_btl_tcp_if_include=lo" in export
+        assert submit.startswith(f"hpcai cluster: submit from {root}/shared ")
+        env = {**os.environ, **dict(word.split("=", 1) for word in shlex.split(export)[1:])}
+        done = subprocess.run(
+            ["srun", "-N2", "--ntasks-per-node=1", "hostname"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert sorted(done.stdout.split()) == ["bridges-ai-apollo6500-1", "bridges-ai-apollo6500-2"], done.stderr
+        assert root not in left_clusters()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        assert (process.returncode, err) == (0, ""), err
+        assert out == f"hpcai cluster: stopped; its directory stays: {root} (`hpcai clean` removes it)\n"
+        assert len(pids) == 4 and not [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+        assert root in left_clusters()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)

@@ -2,25 +2,35 @@
 
 The real rehearsals start their own emulated cluster (2 nodes, tests' data under /var/tmp), run the host's
 ``hpcai`` (``--runtime none``) with each site's launcher and with mpirun, and check one rank per node, identical
-trainable-weight digests and COMPLETED, from the run's own records as well as from the report.
+trainable-weight digests and COMPLETED, from the run's own records as well as from the report. Training is
+deterministic, so every rehearsal ends with one digest, and a preempted one (requeued and resumed across the
+nodes) must end with it too. Faults: a lost node under each launcher, an interrupted rehearsal. Refusals: bad
+input, an environment or kit under a node-private /tmp. (In the SIF: tests/singularity/test_rehearse_in_image.py.)
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HPCAI, assert_refused, run_hpcai
+from conftest import HPCAI, REPO, assert_refused, run_hpcai
 
 from hpcai_tf.catalog import load_site
-from hpcai_tf.launch.emulated_cluster import kill_node_processes, namespace_processes
+from hpcai_tf.launch.emulated_cluster import (
+    kill_node_processes,
+    left_clusters,
+    namespace_processes,
+    remove_left_clusters,
+)
 from hpcai_tf.launch.job_script import LaunchRequest
 from hpcai_tf.launch.rehearsal import changed_lines, rehearsal_script
 from hpcai_tf.train.metrics_log import read_records
@@ -132,7 +142,7 @@ def assert_only_diff_lines_differ(rehearsal) -> None:
     ("args", "named"),
     [
         (("--site", "summit", "--account", "CSC123"), "--site"),
-        (("--site", "hal", "--runtime", "apptainer"), "--runtime"),
+        (("--site", "hal", "--runtime", "apptainer"), "--image"),
         (("--site", "hal", "--cluster-dir", "/tmp/hpcai-cluster"), "--cluster-dir"),
         (("--site", "local", "--nodes", "2"), "--nodes"),
         (("--site", "hal", "--nodes", "two"), "--nodes"),
@@ -178,57 +188,143 @@ def rehearse_dir() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def deterministic_train(rehearse_dir: Path, *extra: str) -> tuple[str, ...]:
+    """Two epochs of the smoke AI-GW, bitwise reproducible: every rehearsal below must end with the same weights."""
+    return ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "2", "--deterministic", "--no-tensorboard",
+            *extra)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def digests() -> dict[str, str]:
+    """The final trainable-weight digest of each uninterrupted rehearsal of this module, by site and launcher."""
+    return {}
+
+
+def daemon_pids(out: str) -> list[int]:
+    """The PIDs that ``hpcai rehearse`` printed for munged, slurmctld and each slurmd."""
+    return [int(p) for p in re.search(r"daemon pids (.*)", out)[1].replace("=", " ").split()[1::2]]
+
+
+def rehearse_for_real(rehearse_dir: Path, site: str, launcher: str | None, *flags: str, train=(), own_dir=True):
+    """``hpcai rehearse gw --site SITE --nodes 2`` (with ``--launcher`` if given): its result and cluster directory
+    (under ``rehearse_dir``, or with ``own_dir=False`` the one rehearse made and named)."""
+    cluster_dir = rehearse_dir / f"{site}-{launcher or 'own'}{'-preempt' if '--preempt' in flags else ''}"
+    chosen = ("--launcher", launcher) if launcher else ()
+    where = ("--cluster-dir", str(cluster_dir)) if own_dir else ()
+    result = run_rehearse(
+        "gw", "--site", site, "--nodes", "2", "--runtime", "none", *where, "--timeout", "240", *chosen, *flags,
+        "--", *(train or deterministic_train(rehearse_dir)), cwd=rehearse_dir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    pids = daemon_pids(result.stdout)
+    assert len(pids) == 4 and not [pid for pid in pids if Path(f"/proc/{pid}").exists()], pids
+    return result, cluster_dir if own_dir else Path(
+        re.search(r"^hpcai rehearse: cluster (\S+):", result.stdout, re.M)[1]
+    )
+
+
+def final_digest(run_dir: Path) -> str:
+    """The one trainable-weight digest every rank of the run ended with."""
+    final = read_records(run_dir / "metrics.jsonl")[-1]
+    assert final["type"] == "final" and len(final["weights_digest_per_rank"]) == 2, final
+    assert len(set(final["weights_digest_per_rank"])) == 1, final
+    return final["weights_digest_per_rank"][0]
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    ("site", "launcher"), [("hal", None), ("hal", "mpirun"), ("bridges-ai", None), ("bridges-ai", "mpirun")]
-)
-def test_two_node_rehearsal_one_rank_per_node_same_weights(rehearse_dir, site, launcher):
-    """2 nodes, one rank each (hosts differ), identical weight digests, COMPLETED; the daemons are gone after."""
-    cluster_dir = rehearse_dir / f"{site}-{launcher or 'own'}"
-    flags = ("--launcher", launcher) if launcher else ()
-    train = ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "1", "--no-tensorboard")
-    result = run_rehearse(
-        "gw", "--site", site, "--nodes", "2", "--runtime", "none", "--cluster-dir", str(cluster_dir),
-        "--timeout", "200", *flags, "--", *train, cwd=rehearse_dir,
-    )  # fmt: skip
+    ("site", "launcher", "where"),
+    [("hal", None, "given"), ("hal", "mpirun", "default"), ("bridges-ai", None, "run-root"), ("bridges-ai", "mpirun", "given")],
+)  # fmt: skip
+def test_two_node_rehearsal_one_rank_per_node_same_weights(rehearse_dir, digests, site, launcher, where):
+    """2 nodes, one rank each (hosts differ), identical weight digests, COMPLETED; the daemons are gone after.
+
+    Deterministic training: every site and launcher ends with bitwise the same weights (same seed and data). A run
+    root on the site's filesystem is rehearsed under the shared directory, and the report reads the run there. The
+    directory rehearse makes itself (no --cluster-dir) is removed after the successful rehearsal."""
+    run_root = "/projects/hpcai" if where == "run-root" else ""
+    flags = ("--run-root", run_root) if run_root else ()
+    result, cluster_dir = rehearse_for_real(rehearse_dir, site, launcher, *flags, own_dir=where != "default")
     out = result.stdout
-    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     node = load_site(site).node_type().name
     hosts = [f"{site}-{node}-1", f"{site}-{node}-2"]
     assert f"hpcai rehearse: rank 0: host {hosts[0]}\nhpcai rehearse: rank 1: host {hosts[1]}\n" in out
-    assert "hpcai rehearse: trainable weights identical on every rank: " in out
+    shown = re.search(r"^hpcai rehearse: trainable weights identical on every rank: (\w{16})$", out, re.M)[1]
+    assert {digest[:16] for digest in digests.values()} <= {shown}, (site, launcher, shown, digests)
     job_id = re.search(r"hpcai rehearse: job (\d+): COMPLETED \(exit 0:0\)", out)[1]
-    records = read_records(cluster_dir / "shared" / "runs" / f"gw-{job_id}" / "metrics.jsonl")
+    run_dir = cluster_dir / "shared" / run_root.lstrip("/") / "runs" / f"gw-{job_id}"
+    assert f"hpcai rehearse: job {job_id} submitted; its log: {run_dir}/job.log\n" in out
+    if where == "default":
+        assert str(cluster_dir).startswith("/var/tmp/hpcai-cluster-") and not cluster_dir.exists()
+        assert out.endswith(f"hpcai rehearse: removed the cluster directory {cluster_dir} (--keep keeps it)\n")
+        assert " -x HPCAI_SITE \\\n" in out  # the diff's mpirun line
+        return
+    records = read_records(run_dir / "metrics.jsonl")
     assert records[0]["hostnames"] == hosts and records[0]["site"] == site
-    assert records[-1]["type"] == "final"
-    assert len(set(records[-1]["weights_digest_per_rank"])) == 1 and len(records[-1]["weights_digest_per_rank"]) == 2
+    digest = final_digest(run_dir)
+    assert set(digests.values()) <= {digest}, (site, launcher, digests)
+    digests[f"{site} {launcher or 'own'}"] = digest
     expected_launcher = launcher or load_site(site).scheduler.launcher
     assert re.search(rf"^{expected_launcher} ", (cluster_dir / "shared" / "jobs" / "gw-rehearsal.sh").read_text(), re.M)
-    pids = [int(p) for p in re.search(r"daemon pids (.*)", out)[1].replace("=", " ").split()[1::2]]
-    assert len(pids) == 4 and not [pid for pid in pids if Path(f"/proc/{pid}").exists()], pids
 
 
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(400)
-def test_a_node_lost_mid_epoch_ends_the_job_within_60_s_naming_it(rehearse_dir):
-    """Bridges-AI, mpirun: node 2's slurmd and rank killed after the first epoch; non-zero within 60 s, one line."""
-    cluster_dir = rehearse_dir / "lost-node"
+def test_preempted_across_nodes_requeues_resumes_and_ends_bitwise_as_uninterrupted(rehearse_dir, digests):
+    """HAL, srun --mpi=pmix: USR1 to the batch shell once training runs; both ranks (one per node) stop at the
+    next step (usually after the first), checkpoint, the job requeues and resumes there on both nodes; the final
+    weights equal an uninterrupted run's, bitwise."""
+    if not digests:  # run alone: the uninterrupted rehearsal first
+        digests["hal own"] = final_digest(rehearse_for_real(rehearse_dir, "hal", None)[1] / "shared" / "runs" / "gw-1")
+    # A check after every step, so the stop comes mid-epoch (it does not change the numerics).
+    train = deterministic_train(rehearse_dir, "--set", "preemption_check_steps=1")
+    result, cluster_dir = rehearse_for_real(rehearse_dir, "hal", None, "--preempt", train=train)
+    out = result.stdout
+    records = read_records(cluster_dir / "shared" / "runs" / "gw-1" / "metrics.jsonl")
+    types = [r["type"] for r in records]
+    assert types.count("preempted") == 1 and types.count("provenance") == 2 and types[-1] == "final", types
+    stop, resumed = records[types.index("preempted")], records[types.index("preempted") + 1]
+    assert (stop["signalled_ranks"], resumed["type"]) == ([0, 1], "provenance")  # both nodes' ranks got USR1
+    where = f"after {stop['completed_epochs']} epoch(s) and {stop['step']} step(s)"
+    assert resumed["resumed_from"] == {"epoch": stop["completed_epochs"], "step": stop["step"]}, resumed
+    assert records[0]["hostnames"] == resumed["hostnames"] == ["hal-ac922-1", "hal-ac922-2"]
+    epochs = [r["epoch"] for r in records if r["type"] == "epoch"]
+    assert epochs == [1, 2], f"an epoch ran twice or not at all: {epochs}"
+    assert "hpcai rehearse: job 1: training started; USR1 sent to its batch shell (preemption)\n" in out
+    assert f"hpcai rehearse: preempted (SIGUSR1 on ranks 0, 1) {where}, checkpointed; job restarts: 1\n" in out
+    assert f"hpcai rehearse: resumed {where} on hal-ac922-1, hal-ac922-2\n" in out, out[-2000:]
+    assert (
+        final_digest(cluster_dir / "shared" / "runs" / "gw-1") in set(digests.values())
+        and len(set(digests.values())) == 1
+    ), digests
+    log = (cluster_dir / "shared" / "runs" / "gw-1" / "job.log").read_text(errors="replace")
+    assert "hpcai: preempted; requeueing job 1 to resume from its checkpoint" in log
+    assert log.count("hpcai: job 1 starts on hal-ac922-1") == 2
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize(("site", "lost"), [("bridges-ai", "bridges-ai-apollo6500-2"), ("hal", "hal-ac922-2")])
+def test_a_node_lost_mid_epoch_ends_the_job_within_60_s_naming_it(rehearse_dir, site, lost):
+    """Node 2's slurmd and rank killed in the first epoch; non-zero within 60 s, one line naming the node on
+    stderr, the node named in the job log. Bridges-AI's launcher is mpirun, HAL's srun --mpi=pmix."""
+    cluster_dir = rehearse_dir / f"lost-node-{site}"
     train = ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "40", "--no-tensorboard")
-    args = ("gw", "--site", "bridges-ai", "--nodes", "2", "--cluster-dir", str(cluster_dir), "--timeout", "300")
+    args = ("gw", "--site", site, "--nodes", "2", "--cluster-dir", str(cluster_dir), "--timeout", "300")
     process = subprocess.Popen(
         [*HPCAI, "rehearse", *args, "--", *train], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    lost = "bridges-ai-apollo6500-2"
     try:
         metrics = cluster_dir / "shared" / "runs" / "gw-1" / "metrics.jsonl"
         deadline = time.monotonic() + 240
-        while not (metrics.exists() and '"type": "epoch"' in metrics.read_text()):
-            assert process.poll() is None and time.monotonic() < deadline, "no epoch record"
+        while not (metrics.exists() and '"type": "provenance"' in metrics.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, "no provenance record"
             time.sleep(0.5)
-        time.sleep(1)  # into the next epoch
+        time.sleep(3)  # the ranks train: into the first epoch
         killed = kill_node_processes(int((cluster_dir / "run" / f"slurmd-{lost}.pid").read_text()))
         killed_at = time.monotonic()
         out, err = process.communicate(timeout=120)
@@ -241,36 +337,80 @@ def test_a_node_lost_mid_epoch_ends_the_job_within_60_s_naming_it(rehearse_dir):
     assert process.returncode == 1, out[-2000:] + err
     assert err.count("\n") == 1 and err.startswith(f"hpcai: error: rehearse: node {lost} lost during job 1"), err
     assert took < 60, f"the job took {took:.0f} s to end after the node was lost"
-    assert re.search(r"job 1: (FAILED|NODE_FAIL|CANCELLED)", out), out[-2000:]
+    # mpirun ends the job itself; under srun, Slurm notices the node down and requeues the job (--requeue).
+    assert re.search(r"job 1: (FAILED|NODE_FAIL|CANCELLED|PENDING|COMPLETING)", out), out[-2000:]
     log = (cluster_dir / "shared" / "runs" / "gw-1" / "job.log").read_text(errors="replace")
     assert lost in log, log[-3000:]
     ended = re.search(r"job 1: .*", out)[0]
-    print(f"lost node: {ended}; {took:.1f} s after the kill; {err.strip()}")
+    print(f"lost node ({site}): {ended}; {took:.1f} s after the kill; {err.strip()}")
 
 
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(200)
-def test_an_interrupted_rehearsal_stops_every_daemon_by_pid(rehearse_dir):
-    """SIGTERM while the job runs: exit 130, and munged, slurmctld, both slurmd and the ranks are gone."""
-    cluster_dir = rehearse_dir / "interrupted"
+def test_an_interrupted_rehearsal_stops_every_daemon_by_pid_and_leaves_its_directory_to_clean(rehearse_dir):
+    """SIGTERM while the job runs: exit 130, and munged, slurmctld, both slurmd and the ranks are gone. Its own
+    directory (no --cluster-dir) is never a leftover while it runs, and is one after, kept for inspection."""
     train = ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "40", "--no-tensorboard")
     process = subprocess.Popen(
-        [*HPCAI, "rehearse", "gw", "--site", "hal", "--cluster-dir", str(cluster_dir), "--", *train],
+        [*HPCAI, "rehearse", "gw", "--site", "hal", "--", *train],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     lines = []
-    for line in process.stdout:  # up to the job's submission
-        lines.append(line)
-        if " submitted; its log: " in line:
-            break
-    pids = [int(p) for p in re.search(r"daemon pids (.*)", "".join(lines))[1].replace("=", " ").split()[1::2]]
-    nodes = {pid: namespace_processes(pid) for pid in pids[2:]}
-    time.sleep(5)  # the ranks start
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and err == "hpcai: interrupted\n", err
-    left = [pid for pid in [*pids, *(p for ps in nodes.values() for p in ps)] if Path(f"/proc/{pid}").exists()]
-    assert len(pids) == 4 and left == [], left
+    cluster_dir = None
+    try:
+        for line in process.stdout:  # up to the job's submission
+            lines.append(line)
+            if " submitted; its log: " in line:
+                break
+        cluster_dir = Path(re.search(r"^hpcai rehearse: cluster (\S+):", "".join(lines), re.M)[1])
+        pids = daemon_pids("".join(lines))
+        nodes = {pid: namespace_processes(pid) for pid in pids[2:]}
+        assert cluster_dir not in left_clusters()  # in use
+        time.sleep(5)  # the ranks start
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 130 and err == "hpcai: interrupted\n", err
+        left = [pid for pid in [*pids, *(p for ps in nodes.values() for p in ps)] if Path(f"/proc/{pid}").exists()]
+        assert len(pids) == 4 and left == [], left
+        assert out.endswith(
+            f"hpcai rehearse: the cluster directory stays: {cluster_dir} (`hpcai clean` removes it once nothing "
+            "runs there)\n"
+        ), out[-500:]
+        said: list[str] = []
+        assert cluster_dir in remove_left_clusters(dry_run=True, out=said.append)
+        assert f"would remove {cluster_dir} (an emulated cluster no process runs)" in said
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if cluster_dir is not None:
+            shutil.rmtree(cluster_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("placed", ["environment", "kit"])
+def test_an_environment_or_kit_under_tmp_is_refused_naming_it(placed):
+    """Each emulated node has its own /tmp: a venv or kit there would be invisible to the ranks (a venv through a
+    link under /tmp, a kit first on PYTHONPATH there); refused in one line naming the path, nothing written."""
+    holder = Path(tempfile.mkdtemp(prefix="hpcai-test-private-", dir="/tmp"))
+    try:
+        if placed == "environment":
+            (holder / "venv").symlink_to(sys.prefix, target_is_directory=True)
+            argv, env, named = [str(holder / "venv" / "bin" / "python"), "-m", "hpcai_tf"], {}, holder / "venv"
+        else:
+            (holder / "kit").mkdir()
+            (holder / "kit" / "hpcai_tf").symlink_to(REPO / "hpcai_tf", target_is_directory=True)
+            argv, env, named = HPCAI, {"PYTHONPATH": str(holder / "kit")}, holder / "kit" / "hpcai_tf"
+        before = set(Path("/var/tmp").iterdir())
+        result = subprocess.run(
+            [*argv, "rehearse", "gw", "--site", "hal"], capture_output=True, text=True, timeout=60,
+            env={**os.environ, **env}, cwd=holder,
+        )  # fmt: skip
+        line = assert_refused(result, f"rehearse: the {placed}", f" {named} is under /tmp, ")
+        assert "each emulated node replaces with its own" in line
+        assert set(Path("/var/tmp").iterdir()) == before and sorted(p.name for p in holder.iterdir()) == [
+            "kit" if placed == "kit" else "venv"
+        ]
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)

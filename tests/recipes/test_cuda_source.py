@@ -21,12 +21,27 @@ CATALOG_REFUSALS = [
     ("bridges-ai", 'cuda_source = "base-image"', 'cuda_source = "conda"', ["stack.cuda_source", "open-ce"]),
     ("hal", 'cuda_source = "conda"', 'cuda_source = "base-image"', ["stack.cuda_source", "open-ce"]),
     ("local", 'cuda_source = "none"', 'cuda_source = "apt"', ["stack.cuda_source", "pypi-wheels"]),
+    (
+        "delta",
+        'horovod_gpu_operations = "none"',
+        'horovod_gpu_operations = "NCCL"',
+        ["stack.horovod_gpu_operations", "'NCCL' needs nvcc", "nvidia-cuda-nvcc-cu12", "docs/images.md"],
+    ),
+    (
+        "bridges-ai",
+        'horovod_gpu_operations = "NCCL"',
+        'horovod_gpu_operations = "none"',
+        ["stack.horovod_gpu_operations", "'none' exactly"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("site", "old", "new", "names"), CATALOG_REFUSALS, ids=[str(i) for i in range(7)])
+@pytest.mark.parametrize(
+    ("site", "old", "new", "names"), CATALOG_REFUSALS, ids=[str(i) for i in range(len(CATALOG_REFUSALS))]
+)
 def test_catalog_refuses_an_inconsistent_cuda_source(hpcai, tmp_path: Path, site, old, new, names):
-    """A wheel-based CUDA on a ppc64le or conda site, a CUDA source on a CPU image: one line, nothing written."""
+    """A wheel-based CUDA on a ppc64le or conda site, a CUDA source on a CPU image, Horovod GPU operations with CUDA
+    from the wheels (no nvcc) or none on another GPU image: one line, nothing written."""
     catalog = tmp_path / "sites"
     shutil.copytree(SITES_DIR, catalog)
     path = catalog / f"{site}.toml"

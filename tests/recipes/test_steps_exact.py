@@ -241,15 +241,28 @@ def test_summit_singularity_environment_and_post():
 
 def test_delta_takes_cuda_from_the_wheels():
     """delta: no cuda-libs step (no NVIDIA apt repository); tensorflow[and-cuda] and the pinned CUDA runtime, cuDNN
-    and NCCL wheels; Horovod's NCCL build against one CUDA root gathered from the wheels."""
-    assert list(steps("delta")) == ["os-packages", "mpi-apt", "python-pip", "horovod-pip", "stack-check", "kit"]
+    and NCCL wheels, whose library directories the cuda-wheels step lists for the dynamic loader; Horovod without GPU
+    operations (the wheels ship no nvcc)."""
+    assert list(steps("delta")) == [
+        "os-packages",
+        "mpi-apt",
+        "python-pip",
+        "cuda-wheels",
+        "horovod-pip",
+        "stack-check",
+        "kit",
+    ]
     install = steps("delta")["python-pip"].commands[4]
     assert "tensorflow[and-cuda]==2.21.0" in install
     assert "nvidia-cuda-runtime-cu12==12.9.79 nvidia-cudnn-cu12==9.28.0.42 nvidia-nccl-cu12==2.32.3" in install
-    horovod = steps("delta")["horovod-pip"].commands
-    assert horovod[1] == "nvidia=\"$(python -c 'import nvidia; print(nvidia.__path__[0])')\""
-    assert horovod[2] == "mkdir -p /opt/hpcai/cuda/bin /opt/hpcai/cuda/include /opt/hpcai/cuda/lib64"
-    assert [c for c in horovod if "cp -rs" in c and "$nvidia/nccl/" in c]
-    build = next(c for c in horovod if "pip wheel" in c)
-    assert "HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_CUDA_HOME=/opt/hpcai/cuda HOROVOD_NCCL_HOME=/opt/hpcai/cuda" in build
-    assert horovod[-1] == "ldconfig"
+    wheels = steps("delta")["cuda-wheels"]
+    assert wheels.title == (
+        "CUDA 12.9.79, cuDNN 9.28.0.42 and NCCL 2.32.3 from NVIDIA's wheels, registered with the dynamic loader"
+    )
+    assert wheels.commands == [
+        "nvidia=\"$(python -c 'import nvidia; print(nvidia.__path__[0])')\"",
+        "printf '%s\\n' \"$nvidia\"/*/lib > /etc/ld.so.conf.d/hpcai-cuda-wheels.conf",
+        "ldconfig",
+    ]
+    build = next(c for c in steps("delta")["horovod-pip"].commands if "pip wheel" in c)
+    assert "HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=" in build and "HOROVOD_GPU_OPERATIONS" not in build

@@ -8,6 +8,10 @@ anything is written or submitted. LSF cannot run here: its ``bjobs`` output is p
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -116,6 +120,49 @@ def test_no_wait_submits_lists_the_jobs_and_returns(slurm_cluster, hpcai, tmp_pa
     assert not (out / "report.md").exists()
 
 
+@pytest.fixture
+def var_tmp() -> Iterator[Path]:
+    """A directory under /var/tmp: the emulated nodes have their own /tmp."""
+    root = Path(tempfile.mkdtemp(prefix="hpcai-test-scale-", dir="/var/tmp"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(420)
+def test_emulated_study_spans_nodes_one_rank_each(hpcai, var_tmp: Path):
+    """`--emulate` on Bridges-AI: 1 and 2 ranks, one per emulated node, one job after another; the 2-rank run's
+    ranks on two hosts; job ids continue after a run already in OUT/runs; the report; the daemons are gone."""
+    made = hpcai("data", "gw", "--smoke", "--n", "160", "--out", str(var_tmp / "gw.h5"), timeout=120)
+    assert made.returncode == 0, made.stderr
+    out = var_tmp / "scale"
+    (out / "runs" / "gw-7").mkdir(parents=True)  # an earlier study's run: job ids go on from 8
+    train = ("--smoke", "--data", str(var_tmp / "gw.h5"), "--epochs", "1", "--no-tensorboard")
+    result = hpcai(
+        "scale", "gw", "--ranks", "1,2", "--site", "bridges-ai", "--submit", "--emulate", "--poll", "1",
+        "--out", str(out), "--", *train, cwd=var_tmp, timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = json.loads((out / "scale-jobs.json").read_text())["jobs"]
+    assert [(j["ranks"], j["nodes"], j["ranks_per_node"], j["job_id"]) for j in jobs] == [
+        (1, 1, 1, "8"),
+        (2, 2, 1, "9"),
+    ]
+    hosts = [read_records(Path(j["run_dir"]) / "metrics.jsonl")[0]["hostnames"] for j in jobs]
+    assert hosts == [["bridges-ai-apollo6500-1"], ["bridges-ai-apollo6500-1", "bridges-ai-apollo6500-2"]]
+    assert "#SBATCH --nodes=2\n" in Path(jobs[1]["script"]).read_text()
+    rows = [line.split("|")[1:-1] for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert [(row[0].strip(), int(row[3])) for row in rows[1:]] == [("bridges-ai", 1), ("bridges-ai", 2)]
+    cluster = re.search(r"^hpcai scale: emulated cluster (\S+): .* daemon pids (.*)$", result.stdout, re.M)
+    pids = [int(p) for p in cluster[2].replace("=", " ").split()[1::2]]
+    assert len(pids) == 4 and not [pid for pid in pids if Path(f"/proc/{pid}").exists()], pids
+    assert f"hpcai scale: removed the cluster directory {cluster[1]}\n" in result.stdout
+    assert not Path(cluster[1]).exists()
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [
@@ -141,6 +188,20 @@ def test_no_wait_submits_lists_the_jobs_and_returns(slurm_cluster, hpcai, tmp_pa
             "--poll: expected a positive number of seconds, got 0.0",
         ),
         (["--ranks", "1", "--site", "nowhere", "--submit"], None),
+        (
+            ["--ranks", "1,3", "--site", "hal", "--submit", "--ranks-per-node", "2"],
+            "--ranks: 3 ranks do not fill whole nodes of type ac922 (2 ranks each); expected at most 2 or a multiple of 2",
+        ),
+        (
+            ["--ranks", "1", "--site", "summit", "--submit", "--emulate", "--account", "A"],
+            "--site: site summit runs lsf with jsrun, which cannot run here; rehearse emulates Slurm sites only "
+            "(bridges-2, bridges-ai, delta, hal, local, local-tf215)",
+        ),
+        (
+            ["--ranks", "1", "--site", "hal", "--submit", "--emulate", "--no-wait"],
+            "--no-wait: the emulated cluster stops when hpcai scale ends; expected it without --emulate",
+        ),
+        (["--ranks", "1", "--emulate"], "--emulate: only for batch jobs (--site S --submit)"),
     ],
 )
 def test_counts_a_site_cannot_hold_are_refused_before_anything_is_written(hpcai, tmp_path, args, error):
@@ -153,6 +214,21 @@ def test_counts_a_site_cannot_hold_are_refused_before_anything_is_written(hpcai,
     else:
         assert "nowhere" in result.stderr
     assert not out.exists()
+
+
+def test_an_emulated_study_writing_under_tmp_is_refused(hpcai):
+    """The emulated nodes have their own /tmp: runs there would be invisible to them; one line, nothing written."""
+    out = Path(tempfile.mkdtemp(dir="/tmp")) / "scale"
+    try:
+        result = hpcai("scale", "gw", "--ranks", "1", "--site", "hal", "--submit", "--emulate", "--out", str(out))
+        assert (result.returncode, result.stderr) == (
+            2,
+            f"hpcai: error: --out: the runs' directory {out} is under /tmp, which each emulated node replaces with "
+            "its own; expected it elsewhere (e.g. under /var/tmp)\n",
+        )
+        assert not out.exists()
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

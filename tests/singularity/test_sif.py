@@ -25,6 +25,12 @@ def test_sif_is_converted_from_the_docker_image(harness, local_sif):
         assert labels["org.label-schema.usage.singularity.deffile.from"] == local_sif.docker_tag
 
 
+def test_sif_is_compressed_as_the_build_asked(local_sif):
+    """The fixture builds with `--sif-compression zstd`: the SIF's squashfs superblock names zstd, not gzip."""
+    if local_sif.docker_tag:  # built or reused by the fixture, not given as HPCAI_TEST_SIF
+        assert local_sif.compression == "zstd"
+
+
 def test_sif_passes_its_own_test_section(harness, local_sif, sh):
     """`apptainer inspect --test` shows the recipe's %test; `apptainer test` runs it and exits 0."""
     section = sh(["apptainer", "inspect", "--test", local_sif.path], env=harness.env())
