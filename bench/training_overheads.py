@@ -36,8 +36,8 @@ WAVEFORMS = 960
 
 
 def _context(data: Path, run_dir: Path):
+    from hpcai_tf.train.backend_horovod import init_horovod
     from hpcai_tf.train.config import resolve_config
-    from hpcai_tf.train.distributed import init_horovod
     from hpcai_tf.train.workloads.base import RunContext
 
     config = resolve_config("gw", smoke=True, overrides={"epochs": EPOCHS})

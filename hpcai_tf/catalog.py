@@ -266,6 +266,15 @@ class Stack(_Strict):
     )
 
 
+class Training(_Strict):
+    """The site's default data-parallel backend of ``hpcai train`` (``--backend``), and why."""
+
+    backend: Literal["horovod", "mwms"] = Field(
+        description="'horovod' (Horovod over MPI) or 'mwms' (TensorFlow's MultiWorkerMirroredStrategy, no Horovod)."
+    )
+    reason: Text = Field(description="Why this backend is the site's default (e.g. Horovod does not build there).")
+
+
 class Retired(_Strict):
     """A system that no longer runs: when it stopped and the site of the catalog that took its place, if any."""
 
@@ -295,6 +304,10 @@ class Site(_Strict):
     stack: Stack
     env: dict[EnvName, EnvValue] = Field(
         default_factory=dict, description="Environment exported in job scripts for Horovod, NCCL and MPI."
+    )
+    training: Training | None = Field(
+        default=None,
+        description="The default `--backend` of the site's jobs and why; absent: horovod, the kit's default.",
     )
     retired: Retired | None = Field(
         default=None, description="Set on a retired system, kept as the reproduction of the paper's runs."

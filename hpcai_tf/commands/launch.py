@@ -32,10 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="runs go to DIR/runs/<workload>-<jobid> (default: the directory the job is submitted from)",
     )
+    add_backend_option(launch)
     add_job_options(launch)
     launch.add_argument("--out", type=Path, metavar="FILE", help="write the script here (default: standard output)")
     launch.add_argument("--submit", action="store_true", help="submit the script and print the job id")
     launch.set_defaults(func=_launch, passthrough_to="hpcai train")
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, which ``hpcai launch`` and ``hpcai scale`` pass to every rank's ``hpcai train``."""
+    parser.add_argument(
+        "--backend",
+        metavar="{horovod,mwms}",
+        help="data-parallel backend of hpcai train (default: the site's training.backend, else horovod)",
+    )
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
@@ -74,15 +84,17 @@ def launch_request(args: argparse.Namespace, nodes: int, ranks_per_node: int | N
     from hpcai_tf.launch.job_script import LaunchRequest
     from hpcai_tf.launch.jsrun import LAYOUTS
 
+    site = load_site(args.site)
     if args.passthrough and args.workload in WORKLOADS:
         from hpcai_tf.commands.train import check_train_arguments
+        from hpcai_tf.launch.job_script import site_backend
 
-        check_train_arguments(args.workload, args.passthrough)
+        check_train_arguments(args.workload, args.passthrough, args.backend or site_backend(site))
     if args.jsrun_layout is not None and args.jsrun_layout not in LAYOUTS:
         raise KitError(f"--jsrun-layout: expected one of {', '.join(LAYOUTS)}, got {args.jsrun_layout!r}")
     return LaunchRequest(
         workload=args.workload,
-        site=load_site(args.site),
+        site=site,
         nodes=nodes,
         ranks_per_node=ranks_per_node,
         node_type=args.node_type,
@@ -96,6 +108,7 @@ def launch_request(args: argparse.Namespace, nodes: int, ranks_per_node: int | N
         cuda_aware_mpi=args.cuda_aware_mpi,
         signal_lead=_count(args.signal_lead, "--signal-lead"),  # type: ignore[arg-type]
         train_args=tuple(args.passthrough),
+        backend=args.backend,
     )
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from hpcai_tf.commands.launch import _count, add_job_options, launch_request
+from hpcai_tf.commands.launch import _count, add_backend_option, add_job_options, launch_request
 from hpcai_tf.errors import KitError
 from hpcai_tf.train import WORKLOADS
 
@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="the run root on the site's shared filesystem; rehearsed under the cluster's shared directory",
     )
+    add_backend_option(rehearse)
     add_job_options(rehearse)
     rehearse.add_argument(
         "--cluster-dir",

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hpcai_tf.commands.launch import _count, add_job_options, launch_request
+from hpcai_tf.commands.launch import _count, add_backend_option, add_job_options, launch_request
 from hpcai_tf.errors import KitError
 from hpcai_tf.train.metrics_log import METRICS_FILE
 
@@ -60,12 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train a workload at several rank counts and report its scaling",
         description="Run `hpcai train WORKLOAD --ranks N` for each N (mpirun on this machine), or with --site S "
         "--submit one `hpcai launch` job per N on the site's scheduler (waiting for them all), then write the "
-        "scaling report of the runs. Arguments after `--` go to `hpcai train`.",
+        "scaling report of the runs. --backend mwms trains with TensorFlow's MultiWorkerMirroredStrategy instead of "
+        "Horovod. Arguments after `--` go to `hpcai train`.",
         usage="hpcai scale WORKLOAD --ranks N,N... [--out DIR] [--site S --submit [JOB OPTIONS]] [-- TRAIN_ARGS ...]",
     )
     scale.add_argument("workload", help="resnet50, gw or des")
     scale.add_argument("--ranks", type=_counts, required=True, help="rank counts, e.g. 1,2")
     scale.add_argument("--out", type=Path, default=Path("runs/scale"), help="directory for runs and report")
+    add_backend_option(scale)
     jobs = scale.add_argument_group("batch jobs (with --site S --submit)")
     jobs.add_argument("--site", help="site id from the catalog whose scheduler runs the jobs")
     jobs.add_argument("--submit", action="store_true", help="submit one job per rank count, wait, then report")
@@ -90,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="speedup and efficiency tables and plots from run directories",
         description=f"Read each run's {METRICS_FILE} and write report.md, report.csv and scaling.png: global "
         "throughput, speedup, parallel efficiency, time per epoch and projected time-to-train per rank count, "
-        "grouped by site and image.",
+        "grouped by site, image and backend.",
     )
     report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories (or metrics files)")
     report.add_argument("--out", type=Path, help="directory for report.md, report.csv, scaling.png (default: none)")
@@ -237,8 +239,9 @@ def _scale_jobs(args: argparse.Namespace) -> list[Path] | None:
 def _scale_here(args: argparse.Namespace) -> list[Path]:
     """``hpcai train --ranks N`` with mpirun on this machine, one count after another."""
     from hpcai_tf.commands.train import check_train_arguments
+    from hpcai_tf.train.options import DEFAULT_BACKEND
 
-    check_train_arguments(args.workload, args.passthrough)
+    check_train_arguments(args.workload, args.passthrough, args.backend or DEFAULT_BACKEND)
     run_dirs = []
     for ranks in args.ranks:
         run_dir = args.out / f"{args.workload}-{ranks}ranks"
@@ -252,6 +255,7 @@ def _scale_here(args: argparse.Namespace) -> list[Path]:
             str(ranks),
             "--run-dir",
             str(run_dir),
+            *(["--backend", args.backend] if args.backend else []),
             *args.passthrough,
         ]
         print(f"hpcai scale: {ranks} rank(s) -> {run_dir}", flush=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -36,9 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a workload data-parallel with Horovod",
+        help="train a workload data-parallel with Horovod or TensorFlow's MultiWorkerMirroredStrategy",
         description=(
-            "Train WORKLOAD (resnet50, gw, des) data-parallel with Horovod. With --ranks N this starts "
+            "Train WORKLOAD (resnet50, gw, des) data-parallel with Horovod (--backend horovod, the default) or "
+            "TensorFlow's MultiWorkerMirroredStrategy (--backend mwms). With --ranks N this starts "
             f"mpirun -np N itself; under mpirun, srun or jsrun each task joins the job. Writes {METRICS_FILE}, "
             "checkpoint.h5 and TensorBoard logs to the run directory. A preempted run (SIGUSR1/SIGTERM) "
             f"checkpoints and exits {EXIT_PREEMPTED}; rerun it with --resume."
@@ -63,19 +65,26 @@ class _TrainArgumentParser(argparse.ArgumentParser):
         raise KitError("train arguments after --: -h/--help prints help; run `hpcai train --help` instead")
 
 
-def check_train_arguments(workload: str, argv: list[str]) -> None:
+def check_train_arguments(workload: str, argv: list[str], backend: str | None = None) -> None:
     """Parse ``hpcai train WORKLOAD ARGV`` with the training parser itself, so that a job fails when its
     script is written, not hours later in the queue; a KitError names the argument and what was expected.
 
     The flags of :data:`~hpcai_tf.train.options.JOB_SCRIPT_FLAGS` are the launcher's (the job resumes in its own
-    run directory).
+    run directory); with ``backend``, a flag of the other backend is refused too.
     """
+    import dataclasses
+
+    from hpcai_tf.train.options import check_backend_options
+
     parser = _TrainArgumentParser(prog="hpcai")
     _register_train(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", workload, *argv])
-    for field, each in train_flags():
-        if each.set_by_job_script and getattr(args, field.name) not in (None, False):
+    given = {arg.split("=", 1)[0] for arg in argv}
+    for _, each in train_flags():
+        if each.set_by_job_script and each.name in given:
             raise KitError(set_by_job_script(each.name))
+    if backend is not None:
+        check_backend_options(dataclasses.replace(train_options(args), backend=backend))
 
 
 def rank_arguments(args: argparse.Namespace, run_dir: Path) -> list[str]:
@@ -83,18 +92,21 @@ def rank_arguments(args: argparse.Namespace, run_dir: Path) -> list[str]:
     return ["train", args.workload, "--run-dir", str(run_dir), *forwarded_arguments(args)]
 
 
-def _quiet_tensorflow() -> None:
-    """Before TensorFlow is imported: tf.keras as the stack wants it, C++ INFO and WARNING lines hidden (unless the
-    user set the variables); see hpcai_tf.train.tf_environment. Ranks started with --ranks inherit it."""
+def _quiet_tensorflow(backend: str = "horovod") -> None:
+    """Before TensorFlow is imported: tf.keras as the stack wants it, C++ INFO and WARNING lines hidden (ERROR
+    lines too under --backend mwms), unless the user set the variables; see hpcai_tf.train.tf_environment. Ranks
+    started with --ranks inherit it."""
     from hpcai_tf.train.tf_environment import prepare_tensorflow
 
-    prepare_tensorflow()
+    prepare_tensorflow(backend=backend)
 
 
 def train_command(args: argparse.Namespace) -> int:
     from hpcai_tf.train.launcher_env import detect_launcher
+    from hpcai_tf.train.options import check_backend_options
 
-    _quiet_tensorflow()
+    _quiet_tensorflow(args.backend)
+    check_backend_options(train_options(args))
 
     claim = detect_launcher()
     joins = claim is not None and (args.ranks is None or claim.tasks is None or claim.tasks > 1)
@@ -119,42 +131,70 @@ def _start_mpirun(args: argparse.Namespace) -> int:
         rank_entry_argv,
         run_mpirun,
     )
-    from hpcai_tf.train.run_dir import choose_run_dir
+    from hpcai_tf.train.run_dir import abandon_run_dir, before_run_dir, make_run_dir, plan_run_dir
 
     options = train_options(args)
     run_config(options)  # a bad config is reported once, here, not by every rank
-    run_dir = choose_run_dir(args.workload, args.run_dir, args.resume)
+    run_dir = plan_run_dir(args.workload, args.run_dir, args.resume)
     progress = {PROGRESS_BAR_ENV: "1" if sys.stdout.isatty() else "0"}
     env = mpirun_environment(os.environ, {"PYTHONUNBUFFERED": "1", **progress})
-    command = mpirun_command(
-        args.ranks, [*rank_entry_argv(), *rank_arguments(args, run_dir)], env, mpirun=find_mpirun(env)
-    )
+    mpirun = find_mpirun(env)
+    before = before_run_dir(run_dir)
+    run_dir = make_run_dir(run_dir)
+    command = mpirun_command(args.ranks, [*rank_entry_argv(), *rank_arguments(args, run_dir)], env, mpirun=mpirun)
     print(f"hpcai: {' '.join(command[:9])} ... ({args.ranks} ranks, run directory {run_dir})", flush=True)
-    return run_mpirun(command, env)
+    status = run_mpirun(command, env)
+    if status not in (0, EXIT_PREEMPTED) and not (run_dir / METRICS_FILE).exists():
+        abandon_run_dir(run_dir, before)  # the ranks refused or failed before recording anything: leave nothing
+    if status > 128 and status != 128 + signal.SIGINT:  # a rank killed by a signal cannot say so itself
+        name = _signal_name(status - 128)
+        print(f"hpcai: error: a rank was killed ({name}); mpirun ended the job (status {status})", file=sys.stderr)
+    return status
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _current_rank() -> tuple[int, int]:
-    """(rank, size) of this process: Horovod's once initialised, else the launcher's claim."""
-    try:
-        import horovod.tensorflow as hvd
+    """(rank, size) of this process: the backend's once started, else the launcher's claim."""
+    from hpcai_tf.train.distributed import current_ranks
 
-        return hvd.rank(), hvd.size()
-    except (ImportError, ValueError):
-        from hpcai_tf.train.launcher_env import detect_launcher, launcher_rank
+    ranks = current_ranks()
+    if ranks is not None:
+        return ranks.rank, ranks.size
+    from hpcai_tf.train.launcher_env import detect_launcher, launcher_rank
 
-        claim = detect_launcher()
-        return launcher_rank(), (claim.tasks or 1) if claim else 1
+    claim = detect_launcher()
+    return launcher_rank(), (claim.tasks or 1) if claim else 1
+
+
+def _lost_worker(err: BaseException) -> str | None:
+    """The backend's one line for an error that means another worker is gone."""
+    from hpcai_tf.train.distributed import current_ranks
+
+    ranks = current_ranks()
+    return ranks.backend.lost_worker(err) if ranks is not None and ranks.backend is not None else None
 
 
 def _run_this_rank(args: argparse.Namespace) -> int:
+    from hpcai_tf.train.distributed import AgreedError
     from hpcai_tf.train.tf_environment import import_tensorflow
 
-    import_tensorflow()  # first, so that what TensorFlow's libraries print while loading is filtered
-    from hpcai_tf.train.distributed import AgreedError
-    from hpcai_tf.train.loop import run_rank
-
+    options = train_options(args)
     try:
-        return run_rank(train_options(args))
+        if options.backend == "mwms":  # TF_CONFIG before TensorFlow starts; a launcher that names no workers: refused
+            from hpcai_tf.train.backend_mwms import plan_workers
+            from hpcai_tf.train.tf_config import DEFAULT_PORT_BASE
+
+            plan_workers(os.environ, options.port_base or DEFAULT_PORT_BASE)
+        import_tensorflow()  # first, so that what TensorFlow's libraries print while loading is filtered
+        from hpcai_tf.train.loop import run_rank
+
+        return run_rank(options)
     except AgreedError as err:
         if _current_rank()[0] != 0:
             return err.exit_code  # rank 0 prints the error every rank agreed on
@@ -165,7 +205,12 @@ def _run_this_rank(args: argparse.Namespace) -> int:
             print(f"hpcai: error: {err}" + (f" (rank {rank})" if rank else ""), file=sys.stderr, flush=True)
             os._exit(err.exit_code)
         raise
-    except Exception:
+    except Exception as err:
+        lost = _lost_worker(err)
+        if lost is not None:  # one line (or none), not TensorFlow's traceback of the collective that failed
+            if lost:
+                print(f"hpcai: error: {lost}", file=sys.stderr, flush=True)
+            os._exit(1)
         if _current_rank()[1] > 1:
             traceback.print_exc()
             sys.stderr.flush()

@@ -41,14 +41,20 @@ from hpcai_tf.catalog import NodeType, Site
 from hpcai_tf.errors import KitError
 from hpcai_tf.launch.job_script import parse_time
 from hpcai_tf.launch.schedulers import SLURM
+from hpcai_tf.train.image_contract import WORKER_ADDRESS_VARIABLE
 
 TOOLS = ("unshare", "mount", "mungekey", "munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel")
 DEFAULT_NODES = 2
 CONTROLLER = "localhost"
 PRIVATE_DIRS = ("/tmp", "/dev/shm")
 """Directories each emulated node mounts a tmpfs of its own over."""
-LOOPBACK_ENV = {"OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_oob_tcp_if_include": "lo"}
-"""Open MPI between the nodes on loopback only (it leaves loopback out by default)."""
+LOOPBACK_ENV = {
+    "OMPI_MCA_btl_tcp_if_include": "lo",
+    "OMPI_MCA_oob_tcp_if_include": "lo",
+    WORKER_ADDRESS_VARIABLE: "127.0.0.1",
+}
+"""Open MPI between the nodes on loopback only (it leaves loopback out by default); ``--backend mwms`` workers
+reached at 127.0.0.1 (the nodes' names do not resolve; each worker has its own port)."""
 SHARED_NODE_ENV = {"OMPI_MCA_mpi_yield_when_idle": "1"}
 """Ranks on shared cores yield when idle."""
 

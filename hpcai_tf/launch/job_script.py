@@ -28,7 +28,7 @@ from hpcai_tf.errors import KitError
 from hpcai_tf.launch.jsrun import Layout, resource_sets
 from hpcai_tf.launch.schedulers import scheduler_for
 from hpcai_tf.paths import LAUNCH_DIR
-from hpcai_tf.train import JOB_SCRIPT_FLAGS, WORKLOADS, set_by_job_script
+from hpcai_tf.train import BACKENDS, DEFAULT_BACKEND, JOB_SCRIPT_FLAGS, WORKLOADS, set_by_job_script
 from hpcai_tf.train.image_contract import SITE_VARIABLE
 from hpcai_tf.train.mpirun_line import mpirun_line
 from hpcai_tf.train.signals import EXIT_PREEMPTED
@@ -66,6 +66,8 @@ class LaunchRequest:
     train_args: tuple[str, ...] = ()
     host_hpcai: str | None = None
     """``--runtime none``: the ``hpcai`` to run (default: the one beside this Python)."""
+    backend: str | None = None
+    """``hpcai train --backend`` (default: the site's ``training.backend``, else horovod)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,19 @@ def check_train_args(args: tuple[str, ...]) -> None:
             raise KitError(set_by_job_script(name))
 
 
+def site_backend(site: Site) -> str:
+    """The site's default ``--backend``: its catalog ``training.backend``, else the kit's default."""
+    return site.training.backend if site.training else DEFAULT_BACKEND
+
+
+def choose_backend(request: LaunchRequest) -> str:
+    """The requested backend, else the site's."""
+    backend = request.backend or site_backend(request.site)
+    if backend not in BACKENDS:
+        raise KitError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
+
+
 def choose_launcher(request: LaunchRequest) -> str:
     """The catalog's launcher, or the requested one if this scheduler kind can use it."""
     scheduler = request.site.scheduler
@@ -211,16 +226,24 @@ def expand_at_run_time(value: str) -> str:
 
 
 def launcher_lines(
-    request: LaunchRequest, launcher: str, runtime: str, node: NodeType, ranks_per_node: int, cpus: int
+    request: LaunchRequest,
+    launcher: str,
+    runtime: str,
+    node: NodeType,
+    ranks_per_node: int,
+    cpus: int,
+    backend: str = DEFAULT_BACKEND,
 ) -> list[str]:
-    """The launcher's part of the command, one line per group of flags."""
+    """The launcher's part of the command, one line per group of flags. Under ``--backend mwms`` srun ends the
+    step when a task fails (``--kill-on-bad-exit=1``): no MPI ends it for the strategy's workers."""
     site = request.site
     if launcher == "mpirun":
         names = [*site.env, *([HOST_SITE_VARIABLE] if runtime == "none" else [])]
         line = mpirun_line(request.nodes * ranks_per_node, allocated=True, forward=names)  # in its batch job
         return [" ".join(words) for words in (line.placement, line.forwarded) if words]
     if launcher == "srun":
-        return [f"srun --mpi={site.mpi.pmi} --ntasks-per-node={ranks_per_node} --cpus-per-task={cpus}"]
+        kill = " --kill-on-bad-exit=1" if backend == "mwms" else ""
+        return [f"srun --mpi={site.mpi.pmi} --ntasks-per-node={ranks_per_node} --cpus-per-task={cpus}{kill}"]
     layout = request.jsrun_layout or "gpu"
     words = ["jsrun", *resource_sets(request.nodes, node, ranks_per_node, layout).flags()]
     if request.cuda_aware_mpi:
@@ -228,8 +251,9 @@ def launcher_lines(
     return [" ".join(words)]
 
 
-def train_words(request: LaunchRequest, hpcai: str) -> list[str]:
-    """``hpcai train WORKLOAD --run-dir "$run_dir" --resume [extra args]``, every extra argument quoted."""
+def train_words(request: LaunchRequest, hpcai: str, backend: str = DEFAULT_BACKEND) -> list[str]:
+    """``hpcai train WORKLOAD --run-dir "$run_dir" --resume [--backend mwms] [extra args]``, every extra argument
+    quoted."""
     return [
         shlex.quote(hpcai),
         "train",
@@ -237,16 +261,17 @@ def train_words(request: LaunchRequest, hpcai: str) -> list[str]:
         "--run-dir",
         '"$run_dir"',
         "--resume",
+        *(["--backend", backend] if backend != DEFAULT_BACKEND else []),
         *(shlex.quote(arg) for arg in request.train_args),
     ]
 
 
-def container_and_train_lines(request: LaunchRequest, runtime: str) -> list[str]:
+def container_and_train_lines(request: LaunchRequest, runtime: str, backend: str = DEFAULT_BACKEND) -> list[str]:
     """The container line (none on the host) and the ``hpcai train`` line."""
     if runtime == "none":
-        return [" ".join(train_words(request, request.host_hpcai or host_hpcai()))]
+        return [" ".join(train_words(request, request.host_hpcai or host_hpcai(), backend))]
     image = request.image or _default_image(request.site)
-    return [" ".join(runtime_words(request, runtime, image)), " ".join(train_words(request, "hpcai"))]
+    return [" ".join(runtime_words(request, runtime, image)), " ".join(train_words(request, "hpcai", backend))]
 
 
 def run_dir_expression(request: LaunchRequest) -> str:
@@ -310,19 +335,21 @@ def plan_job(request: LaunchRequest) -> JobScript:
     if request.cuda_aware_mpi and not node.gpus:
         raise KitError(f"--cuda-aware-mpi: node type {node.name} has no GPUs")
     runtime = request.runtime or site.runtime.command
+    backend = choose_backend(request)
     cpus_per_task = node.hardware_threads // ranks_per_node
     command = [
-        *launcher_lines(request, launcher, runtime, node, ranks_per_node, cpus_per_task),
-        *container_and_train_lines(request, runtime),
+        *launcher_lines(request, launcher, runtime, node, ranks_per_node, cpus_per_task, backend),
+        *container_and_train_lines(request, runtime, backend),
     ]
     where = "on the host" if runtime == "none" else f"in {runtime}"
+    with_backend = f"backend {backend}, " if backend != DEFAULT_BACKEND else ""
     return JobScript(
         site=site,
         template=batch.template,
         name=f"hpcai-{request.workload}",
         summary=(
             f"{request.workload} on {site.name} ({site.id}): {_nodes(request.nodes)} of type {node.name}, "
-            f"{ranks_per_node} ranks per node, started by {launcher}, {where}"
+            f"{ranks_per_node} ranks per node, {with_backend}started by {launcher}, {where}"
         ),
         partition=partition.name,
         nodes=request.nodes,

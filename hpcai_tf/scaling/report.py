@@ -3,7 +3,7 @@
 A run directory holds the ``metrics.jsonl`` that ``hpcai train`` writes: a ``provenance`` record first, one
 ``epoch`` record per epoch, a ``final`` record last. Throughput is the mean global samples/s over the epochs
 after the first (the first includes graph tracing and warm-up), or the only epoch when there is one. Runs are
-grouped by site and image; speedup and efficiency are relative to the smallest rank count of the group.
+grouped by site, image and backend; speedup and efficiency are relative to the smallest rank count of the group.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class Run:
     ranks: int
     site: str
     image: str
+    backend: str
+    """``hpcai train --backend`` (horovod for runs recorded before the field existed)."""
     throughput: float
     """Global samples per second."""
     epoch_time_s: float
@@ -45,11 +47,12 @@ class Run:
 
 @dataclass(frozen=True)
 class Row:
-    """One line of a scaling table: a rank count within a group (site, image)."""
+    """One line of a scaling table: a rank count within a group (site, image, backend)."""
 
     HEADER: ClassVar[tuple[str, ...]] = (
         "site",
         "image",
+        "backend",
         "ranks",
         "runs",
         "samples/s",
@@ -60,6 +63,7 @@ class Row:
     )
     site: str
     image: str
+    backend: str
     ranks: int
     runs: int
     throughput: float
@@ -71,7 +75,7 @@ class Row:
     @property
     def label(self) -> str:
         """The group's name in a plot legend."""
-        return f"{self.site} ({self.image})"
+        return f"{self.site} ({self.image}, {self.backend})"
 
     @property
     def workers(self) -> int:
@@ -82,6 +86,7 @@ class Row:
         return (
             self.site,
             self.image,
+            self.backend,
             str(self.ranks),
             str(self.runs),
             f"{self.throughput:.2f}",
@@ -170,6 +175,9 @@ def read_run(run_dir: Path) -> Run:
     for key, value in (("site", site), ("image title", image_name), ("image version", version or "")):
         if not isinstance(value, str):
             raise KitError(f"{where}: {key} expected a string, got {_shown(value)}")
+    backend = provenance.get("backend", "horovod")
+    if not isinstance(backend, str):
+        raise KitError(f"{where}: backend expected a string, got {_shown(backend)}")
     last_epoch_line, last_epoch = epochs[-1]
     return Run(
         path=path,
@@ -177,6 +185,7 @@ def read_run(run_dir: Path) -> Run:
         ranks=ranks,
         site=site,
         image=f"{image_name} {version}" if version else image_name,
+        backend=backend,
         throughput=throughput / len(measured),
         epoch_time_s=epoch_time / len(measured),
         step_time_s=step_time / len(measured),
@@ -206,12 +215,13 @@ def time_to_train_h(epochs: int, dataset_size: int, throughput: float) -> float:
 
 
 def scaling_rows(runs: list[Run]) -> list[Row]:
-    """Group runs by (site, image) and rank count; speedup and efficiency against the group's fewest ranks."""
-    groups: dict[tuple[str, str], dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    """Group runs by (site, image, backend) and rank count; speedup and efficiency against the group's fewest
+    ranks."""
+    groups: dict[tuple[str, str, str], dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        groups[(run.site, run.image)][run.ranks].append(run)
+        groups[(run.site, run.image, run.backend)][run.ranks].append(run)
     rows = []
-    for (site, image), by_ranks in sorted(groups.items()):
+    for (site, image, backend), by_ranks in sorted(groups.items()):
         base_ranks = min(by_ranks)
         base = sum(r.throughput for r in by_ranks[base_ranks]) / len(by_ranks[base_ranks])
         for ranks in sorted(by_ranks):
@@ -222,6 +232,7 @@ def scaling_rows(runs: list[Run]) -> list[Row]:
                 Row(
                     site=site,
                     image=image,
+                    backend=backend,
                     ranks=ranks,
                     runs=len(group),
                     throughput=throughput,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,16 @@ class Checkpoint:
     optimizer: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def variables_by_name(variables: Iterable[Any]) -> dict[str, np.ndarray]:
-    """``{name: value}`` of TensorFlow variables (names are unique in a Keras model with named layers)."""
+def variables_by_name(
+    variables: Iterable[Any], read: Callable[[Any], np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """``{name: value}`` of TensorFlow variables (names are unique in a Keras model with named layers); ``read``
+    reads a value (default ``variable.numpy()``; a backend's read of this rank's copy)."""
     values: dict[str, np.ndarray] = {}
     for variable in variables:
         if variable.name in values:
             raise ValueError(f"two variables are named {variable.name}")
-        values[variable.name] = variable.numpy()
+        values[variable.name] = read(variable) if read else variable.numpy()
     return values
 
 

@@ -22,12 +22,8 @@ def weights_digest(variables: Iterable[Any]) -> str:
 def average_non_trainable(model: Any, ranks: Any) -> None:
     """Average non-trainable float variables (BatchNorm moving statistics) over ranks, in place.
 
-    Under Horovod each rank normalises its own data, so the moving statistics drift apart; averaging them
-    makes every rank hold the same model before a checkpoint or an evaluation.
+    Each rank normalises its own data, so the moving statistics drift apart; averaging them makes every rank hold
+    the same model before a checkpoint or an evaluation (the backend does it: :meth:`Backend.average_non_trainable`).
     """
-    if ranks.size == 1 or ranks.hvd is None:
-        return
-    for index, variable in enumerate(model.non_trainable_variables):
-        if variable.dtype.is_floating:
-            averaged = ranks.hvd.allreduce(variable.value(), op=ranks.hvd.Average, name=f"hpcai.bn_average.{index}")
-            variable.assign(averaged)
+    if ranks.distributed:
+        ranks.backend.average_non_trainable(model)

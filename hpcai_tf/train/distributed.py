@@ -1,21 +1,24 @@
-"""Horovod for one rank: environment before ``hvd.init``, threads, determinism, the loop's collectives.
+"""One rank's place in the job and the collectives over it, whichever backend trains (Horovod or MWMS).
 
-:class:`Ranks` wraps Horovod's collectives so that the rest of the package can also run as a single process
-without Horovod (``hpcai evaluate``, unit tests): there every collective is the identity.
+:class:`Ranks` is what the loop, the workloads and the checkpoints use: rank, size, local rank and size, and the
+collectives (broadcast and all-gather of Python objects, a sum of float64 arrays) of its :class:`Backend`. Without a
+backend (``hpcai evaluate``, unit tests) it is a single process and every collective is the identity. The backends
+live in :mod:`hpcai_tf.train.backend_horovod` and :mod:`hpcai_tf.train.backend_mwms`; :func:`init_ranks` starts the
+chosen one. What both need before a model is built (threads, GPU, seeds) is here.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from hpcai_tf.errors import KitError
-from hpcai_tf.train.launcher_env import detect_launcher, hybrid_mpi_mismatch
 from hpcai_tf.train.mpirun_line import available_cores
 
 T = TypeVar("T")
@@ -23,6 +26,61 @@ T = TypeVar("T")
 
 class AgreedError(KitError):
     """A KitError that every rank raises together; only rank 0 prints it, the others exit quietly."""
+
+
+class Backend(Protocol):
+    """What the loop asks of a data-parallel backend, beyond the rank numbers. Collectives are called by every
+    rank in the same order; ``name`` labels them (Horovod needs it)."""
+
+    name: str
+
+    def broadcast_object(self, value: T, name: str) -> T: ...
+
+    def allgather_object(self, value: T, name: str) -> list[T]: ...
+
+    def allreduce_sum(self, values: np.ndarray, name: str) -> np.ndarray: ...
+
+    def scope(self) -> AbstractContextManager[Any]:
+        """Where models and optimizers are created."""
+        ...
+
+    def distributed_optimizer(self, optimizer: Any, *, fp16_allreduce: bool) -> Any:
+        """The optimizer that averages gradients over ranks."""
+        ...
+
+    def fit_callbacks(self) -> list[Any]:
+        """Keras callbacks ``model.fit`` needs (Horovod: the metric average)."""
+        ...
+
+    def dataset(self, make: Callable[[], Any]) -> Any:
+        """What ``model.fit``/``evaluate`` take for this rank's dataset ``make()`` (already sharded by rank)."""
+        ...
+
+    def broadcast_variables(self, variables: Iterable[Any]) -> None:
+        """Rank 0's values of ``variables`` on every rank, bitwise."""
+        ...
+
+    def average_non_trainable(self, model: Any) -> None:
+        """Non-trainable float variables (BatchNorm statistics) averaged over ranks, in place."""
+        ...
+
+    def local_value(self, variable: Any) -> np.ndarray:
+        """This rank's value of ``variable``, read without a collective."""
+        ...
+
+    def plain_model(self, model: Any, build: Callable[[], Any]) -> Any:
+        """A model for evaluation on this rank's data alone (``model`` itself, or a copy ``build()`` outside the
+        backend's scope with its values)."""
+        ...
+
+    def lost_worker(self, error: BaseException) -> str | None:
+        """The one-line message when ``error`` means another worker is gone ("" when the launcher reports it),
+        else None."""
+        ...
+
+    def settings(self) -> dict[str, Any]:
+        """What the provenance record says of the backend."""
+        ...
 
 
 @dataclass
@@ -33,31 +91,28 @@ class Ranks:
     size: int = 1
     local_rank: int = 0
     local_size: int = 1
-    hvd: Any = None
+    backend: Backend | None = None
 
     @property
     def is_root(self) -> bool:
         return self.rank == 0
 
+    @property
+    def distributed(self) -> bool:
+        return self.backend is not None and self.size > 1
+
     def broadcast_object(self, value: T, name: str) -> T:
-        if self.hvd is None or self.size == 1:
-            return value
-        return self.hvd.broadcast_object(value, root_rank=0, name=name)
+        return self.backend.broadcast_object(value, name) if self.distributed else value  # type: ignore[union-attr]
 
     def allgather_object(self, value: T, name: str) -> list[T]:
-        if self.hvd is None or self.size == 1:
-            return [value]
-        return self.hvd.allgather_object(value, name=name)
+        return self.backend.allgather_object(value, name) if self.distributed else [value]  # type: ignore[union-attr]
 
     def allreduce_sum(self, values: np.ndarray, name: str) -> np.ndarray:
         """Elementwise sum over ranks of a float64 array."""
         values = np.asarray(values, dtype=np.float64)
-        if self.hvd is None or self.size == 1:
+        if not self.distributed:
             return values
-        import tensorflow as tf
-
-        summed = self.hvd.allreduce(tf.constant(values), op=self.hvd.Sum, name=name)
-        return np.asarray(summed.numpy(), dtype=np.float64)
+        return np.asarray(self.backend.allreduce_sum(values, name), dtype=np.float64)  # type: ignore[union-attr]
 
     def any(self, flag: bool, name: str) -> bool:
         """True on every rank if ``flag`` is true on any rank (a tiny allreduce)."""
@@ -98,14 +153,6 @@ class Ranks:
         return outcome["value"]
 
 
-def prepare_horovod_environment(*, deterministic: bool, timeline: str | None) -> None:
-    """Environment Horovod reads at ``hvd.init``: no tensor fusion for bitwise runs, the timeline file."""
-    if deterministic:
-        os.environ["HOROVOD_FUSION_THRESHOLD"] = "0"
-    if timeline:
-        os.environ["HOROVOD_TIMELINE"] = os.path.abspath(timeline)
-
-
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
@@ -124,31 +171,46 @@ def thread_counts(cores: int, local_ranks: int, environ: Mapping[str, str]) -> t
     return counts[0], counts[1]
 
 
-def init_horovod(*, deterministic: bool, timeline: str | None, seed: int) -> Ranks:
-    """``hvd.init()`` plus the checks and settings every rank needs before building a model."""
-    prepare_horovod_environment(deterministic=deterministic, timeline=timeline)
-    import horovod.tensorflow as hvd
+_CURRENT: list[Ranks] = []
+
+
+def current_ranks() -> Ranks | None:
+    """The Ranks :func:`init_ranks` started in this process, if any."""
+    return _CURRENT[-1] if _CURRENT else None
+
+
+def init_ranks(
+    backend: str, *, deterministic: bool, timeline: str | None, seed: int, collective_timeout: float
+) -> Ranks:
+    """Start ``backend`` (horovod or mwms) on this rank, with its threads, GPU and seeds set."""
+    if backend == "mwms":
+        from hpcai_tf.train.backend_mwms import init_mwms
+
+        ranks = init_mwms(deterministic=deterministic, seed=seed, collective_timeout=collective_timeout)
+    else:
+        from hpcai_tf.train.backend_horovod import init_horovod
+
+        ranks = init_horovod(deterministic=deterministic, timeline=timeline, seed=seed)
+    _CURRENT.append(ranks)
+    return ranks
+
+
+def set_threads_and_gpu(local_rank: int, local_size: int) -> None:
+    """Before TensorFlow's runtime starts: this rank's share of the node's cores (:func:`thread_counts`) and, on GPU
+    nodes, one GPU by local rank."""
     import tensorflow as tf
 
-    tf.get_logger().setLevel("ERROR")
-    hvd.init()
-    mismatch = hybrid_mpi_mismatch(detect_launcher(), hvd.size())
-    if mismatch:
-        raise KitError(mismatch)
-    ranks = Ranks(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size(), hvd)
-    intra, inter = thread_counts(available_cores(), ranks.local_size, os.environ)
+    intra, inter = thread_counts(available_cores(), local_size, os.environ)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
     except RuntimeError:  # the TensorFlow runtime was already initialised (e.g. in tests)
         pass
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
     gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
     if gpus:
-        tf.config.set_visible_devices(gpus[ranks.local_rank % len(gpus)], "GPU")
-    seed_everything(seed, deterministic=deterministic)
-    return ranks
+        tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
 
 
 def seed_everything(seed: int, *, deterministic: bool) -> None:

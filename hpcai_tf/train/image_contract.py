@@ -81,3 +81,6 @@ PROVENANCE_VARIABLE = "HPCAI_PROVENANCE"
 """Names the provenance file; images set it to :attr:`ImagePaths.provenance`."""
 SITE_VARIABLE = "HPCAI_SITE"
 """Names the site an image (or a host run) belongs to."""
+WORKER_ADDRESS_VARIABLE = "HPCAI_WORKER_ADDRESS"
+"""``--backend mwms``: when set, the address at which every worker is reached (the emulated cluster sets 127.0.0.1:
+its nodes' names do not resolve)."""

@@ -1,9 +1,9 @@
-"""One rank's training run: Horovod set-up, resume, the epochs of each stage, checkpoints, records, quality.
+"""One rank's training run: the backend's set-up, resume, the epochs of each stage, checkpoints, records, quality.
 
-The flow follows what Horovod users expect: ``hvd.init``, the LR scaled by workers with warm-up, the
-distributed optimizer, a broadcast of the initial state from rank 0, metrics averaged over ranks, logging,
-checkpoints and TensorBoard on rank 0 only, and ``--resume`` restoring on all ranks (rank 0 reads the
-checkpoint, the broadcast hands it to the others).
+The flow follows what Horovod users expect, under either backend (:mod:`hpcai_tf.train.distributed`): the backend
+started on every rank, the LR scaled by workers with warm-up, the gradients averaged over ranks, a broadcast of the
+initial state from rank 0, metrics averaged over ranks, logging, checkpoints and TensorBoard on rank 0 only, and
+``--resume`` restoring on all ranks (rank 0 reads the checkpoint, the broadcast hands it to the others).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from hpcai_tf.train.checkpoint import (
 )
 from hpcai_tf.train.config import Config, resolve_config
 from hpcai_tf.train.digest import average_non_trainable, weights_digest
-from hpcai_tf.train.distributed import AgreedError, Ranks, hostname, init_horovod
+from hpcai_tf.train.distributed import AgreedError, Ranks, hostname, init_ranks
 from hpcai_tf.train.launcher_env import detect_launcher
 from hpcai_tf.train.metrics_log import MetricsLog
-from hpcai_tf.train.options import TrainOptions
+from hpcai_tf.train.options import DEFAULT_COLLECTIVE_TIMEOUT, TrainOptions, check_backend_options
 from hpcai_tf.train.provenance import now_iso, provenance_record
 from hpcai_tf.train.run_dir import (
     RunDirBefore,
@@ -108,6 +108,7 @@ def run_config(options: TrainOptions) -> Config:
         "mixed_precision": options.mixed_precision,
         "fp16_allreduce": options.fp16_allreduce,
         "timeline": options.timeline,
+        "backend": options.backend,
     }
     return config
 
@@ -118,10 +119,19 @@ def run_rank(options: TrainOptions) -> int:
     flag = PreemptionFlag().install()
     try:
         try:
+            check_backend_options(options)
             config = run_config(options)
         except KitError as err:
             raise AgreedError(str(err)) from None  # every rank resolves the same configuration
-        ranks = init_horovod(deterministic=options.deterministic, timeline=options.timeline, seed=config["seed"])
+        ranks = init_ranks(
+            options.backend,
+            deterministic=options.deterministic,
+            timeline=options.timeline,
+            seed=config["seed"],
+            collective_timeout=(
+                DEFAULT_COLLECTIVE_TIMEOUT if options.collective_timeout is None else options.collective_timeout
+            ),
+        )
         return Trainer(options, config, ranks, flag, started_at, started).run()
     finally:
         flag.uninstall()
@@ -138,6 +148,8 @@ class Trainer:
         started: str,
     ):
         self.options, self.config, self.ranks, self.flag = options, config, ranks, flag
+        assert ranks.backend is not None, "a training run needs a backend"
+        self.backend = ranks.backend
         self.started_at, self.started = started_at, started
         self.workload: Workload = get_workload(options.workload)
         self.log: MetricsLog | None = None
@@ -187,39 +199,37 @@ class Trainer:
         return state, holder.get("checkpoint")
 
     def _compile(self, model: Any, loss: Any, metrics: list[Any]) -> None:
-        import horovod.tensorflow.keras as hvd
         import tensorflow as tf
 
         optimizer_config = self.config["optimizer"]
-        if optimizer_config["name"] == "sgd":
-            base = tf.keras.optimizers.legacy.SGD(
-                learning_rate=optimizer_config["lr"], momentum=optimizer_config["momentum"]
-            )
-        else:
-            base = tf.keras.optimizers.legacy.Adam(learning_rate=optimizer_config["lr"])
-        compression = hvd.Compression.fp16 if self.options.fp16_allreduce else hvd.Compression.none
-        optimizer = hvd.DistributedOptimizer(base, compression=compression)
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-        model.optimizer._create_all_weights(model.trainable_variables)  # slots exist before the broadcast
+        with self.backend.scope():
+            if optimizer_config["name"] == "sgd":
+                base = tf.keras.optimizers.legacy.SGD(
+                    learning_rate=optimizer_config["lr"], momentum=optimizer_config["momentum"]
+                )
+            else:
+                base = tf.keras.optimizers.legacy.Adam(learning_rate=optimizer_config["lr"])
+            optimizer = self.backend.distributed_optimizer(base, fp16_allreduce=self.options.fp16_allreduce)
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+            model.optimizer._create_all_weights(model.trainable_variables)  # slots exist before the broadcast
 
     def _broadcast(self, model: Any) -> None:
-        if self.ranks.size > 1:
-            hvd = self.ranks.hvd
-            hvd.broadcast_variables(model.variables, root_rank=0)
-            hvd.broadcast_variables(model.optimizer.variables(), root_rank=0)
+        if self.ranks.distributed:
+            self.backend.broadcast_variables([*model.variables, *model.optimizer.variables()])
 
     def _checkpoint(self, model: Any, state: TrainState, path: Path) -> None:
         """Average BatchNorm statistics (every rank), then rank 0 writes the checkpoint atomically."""
         average_non_trainable(model, self.ranks)
         if self.ranks.is_root:
+            read = self.backend.local_value
             save_checkpoint(
                 path,
                 Checkpoint(
                     workload=self.workload.name,
                     config=self.config,
                     state=asdict(state),
-                    model=variables_by_name(model.variables),
-                    optimizer=variables_by_name(model.optimizer.variables()),
+                    model=variables_by_name(model.variables, read),
+                    optimizer=variables_by_name(model.optimizer.variables(), read),
                 ),
             )
 
@@ -271,8 +281,9 @@ class Trainer:
         data = ranks.agree(lambda: self.workload.prepare_data(context), "hpcai.data")
         # The data actually read (e.g. the generated smoke data), for `hpcai evaluate` and the report.
         config["run"]["data"] = data.description.get("path")
-        model = ranks.agree(lambda: self.workload.build_model(context, data), "hpcai.model")
-        loss, metrics = self.workload.loss_and_metrics(context, data)
+        with self.backend.scope():  # the model, its metrics and (in _compile) its optimizer
+            model = ranks.agree(lambda: self.workload.build_model(context, data), "hpcai.model")
+            loss, metrics = self.workload.loss_and_metrics(context, data)
         stages = self.workload.stages(config)
         state = TrainState(**saved_state) if saved_state else TrainState()
         if state.steps_per_epoch and state.steps_per_epoch != data.steps_per_epoch:
@@ -295,6 +306,8 @@ class Trainer:
                     data=data.description,
                     resumed_from=resumed_from,
                     launcher=launcher.launcher if launcher else None,
+                    backend=self.backend.name,
+                    backend_settings=self.backend.settings(),
                 )
             )
             where = f"resuming at epoch {state.epoch + 1} step {state.step}" if saved_state else "starting"
@@ -354,7 +367,6 @@ class Trainer:
         self, model: Any, data: TrainingData, stage: Stage, state: TrainState, path: Path, context: RunContext
     ) -> int | None:
         """Train one epoch (or its rest after a resume); returns an exit status if the run must end now."""
-        import horovod.tensorflow.keras as hvd
         import tensorflow as tf
 
         from hpcai_tf.train.callbacks import make_progress_bar, make_training_control
@@ -369,7 +381,7 @@ class Trainer:
             ranks=self.ranks,
             set_step_seed=None if context.step_seed is None else lambda step: context.step_seed.set(epoch, step),
         )
-        callbacks = [hvd.callbacks.MetricAverageCallback(), control]
+        callbacks = [*self.backend.fit_callbacks(), control]
         verbose = 0
         if self.ranks.is_root:  # a live progress bar on a terminal, one line per epoch in a log file
             callbacks.append(make_progress_bar(self.config["epochs"]))
@@ -377,7 +389,7 @@ class Trainer:
         epoch_start = time.time()
         try:
             history = model.fit(
-                data.train(epoch, first_step),
+                self.backend.dataset(lambda: data.train(epoch, first_step)),
                 initial_epoch=epoch,
                 epochs=epoch + 1,
                 steps_per_epoch=steps - first_step,
@@ -393,7 +405,8 @@ class Trainer:
         logs = {key: values[-1] for key, values in history.history.items()}
         average_non_trainable(model, self.ranks)  # validate the model every rank holds, as it is checkpointed
         if data.validation is not None:
-            val = model.evaluate(data.validation(), steps=data.validation_steps, verbose=0, return_dict=True)
+            validation = self.backend.dataset(data.validation)
+            val = model.evaluate(validation, steps=data.validation_steps, verbose=0, return_dict=True)
             logs.update({f"val_{k}": v for k, v in self._average(val, "hpcai.val").items()})
         epoch_time = time.time() - epoch_start
         steps_run = state.step - first_step
@@ -513,7 +526,8 @@ class Trainer:
         return EXIT_PREEMPTED
 
     def _finish(self, model: Any, data: TrainingData, state: TrainState, path: Path, context: RunContext) -> int:
-        quality = self.workload.quality(context, model, data)
+        plain = self.backend.plain_model(model, lambda: self.workload.build_model(context, data))
+        quality = self.workload.quality(context, plain, data)
         digests = self.ranks.allgather_object(weights_digest(model.trainable_variables), "hpcai.digests")
         agree = len(set(digests)) == 1
         self.record(

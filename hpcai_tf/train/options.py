@@ -17,8 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hpcai_tf.errors import KitError
 from hpcai_tf.train.metrics_log import METRICS_FILE
 from hpcai_tf.train.signals import EXIT_PREEMPTED
+from hpcai_tf.train.tf_config import ADDRESS_VARIABLE, DEFAULT_PORT_BASE
+
+BACKENDS = ("horovod", "mwms")
+"""``--backend``: Horovod over MPI (the default), or TensorFlow's MultiWorkerMirroredStrategy."""
+DEFAULT_BACKEND = "horovod"
+DEFAULT_COLLECTIVE_TIMEOUT = 300.0
+"""``--collective-timeout``: seconds an MWMS collective may wait for the other workers (TensorFlow's default: none)."""
+HOROVOD_ONLY = ("--fp16-allreduce", "--timeline")
+MWMS_ONLY = ("--port-base", "--collective-timeout")
 
 Kind = Literal["value", "path", "switch", "negated switch", "list"]
 """How a flag is read and handed on: one argument (a path is made absolute for the ranks), present or absent
@@ -74,6 +84,42 @@ class TrainOptions:
         forwarded=False,
         set_by_job_script=True,
         doc="start `mpirun -np N` on this node, each rank re-running the same command without `--ranks`",
+    )
+    backend: str = dataclasses.field(
+        default=DEFAULT_BACKEND,
+        metadata={
+            _FLAG: TrainFlag(
+                "--backend",
+                "value",
+                "{horovod,mwms}",
+                f"data-parallel backend (default {DEFAULT_BACKEND})",
+                set_by_job_script=True,
+                doc=(
+                    "`horovod` (default): Horovod over MPI. `mwms`: TensorFlow's `MultiWorkerMirroredStrategy`, "
+                    "no Horovod needed; `TF_CONFIG` is built from the launcher's environment (see "
+                    "[training.md](training.md#two-backends))"
+                ),
+            )
+        },
+    )
+    port_base: int | None = flag(
+        "--port-base",
+        "PORT",
+        f"mwms: worker r listens on PORT + r (default {DEFAULT_PORT_BASE})",
+        doc=(
+            f"`--backend mwms`: worker r listens on PORT + r (default {DEFAULT_PORT_BASE}); a port already taken "
+            f"is refused. `{ADDRESS_VARIABLE}` set: every worker is reached at that address"
+        ),
+    )
+    collective_timeout: float | None = flag(
+        "--collective-timeout",
+        "SECONDS",
+        f"mwms: a collective waits at most this long (default {DEFAULT_COLLECTIVE_TIMEOUT:g})",
+        doc=(
+            "`--backend mwms`: a collective that waits longer for the other workers fails the run "
+            f"(default {DEFAULT_COLLECTIVE_TIMEOUT:g} s; 0: none, TensorFlow's default); a dead worker is noticed "
+            "sooner, by its missing heartbeats. TensorFlow keeps a thread per collective for the timeout's length"
+        ),
     )
     run_dir: str | None = flag(
         "--run-dir",
@@ -170,6 +216,20 @@ class TrainOptions:
         }
 
 
+def check_backend_options(options: TrainOptions) -> None:
+    """Flags of one backend refused with the other, before anything starts (one line naming the flag)."""
+    if options.backend not in BACKENDS:
+        raise KitError(f"--backend: expected one of {', '.join(BACKENDS)}, got {options.backend!r}")
+    given = {each.name for field, each in train_flags() if getattr(options, field.name) not in (None, False)}
+    other = MWMS_ONLY if options.backend == "horovod" else HOROVOD_ONLY
+    for name in other:
+        if name in given:
+            owner = "mwms" if options.backend == "horovod" else "horovod"
+            raise KitError(f"{name}: only with --backend {owner}, this run has --backend {options.backend}")
+    if options.collective_timeout is not None and not options.collective_timeout >= 0:
+        raise KitError(f"--collective-timeout: expected seconds >= 0 (0: no timeout), got {options.collective_timeout}")
+
+
 def train_flags() -> list[tuple[dataclasses.Field, TrainFlag]]:
     """Every flag of ``hpcai train`` with its field of :class:`TrainOptions`, in help order."""
     return [(field, field.metadata[_FLAG]) for field in dataclasses.fields(TrainOptions) if _FLAG in field.metadata]
@@ -178,7 +238,7 @@ def train_flags() -> list[tuple[dataclasses.Field, TrainFlag]]:
 def _value_type(field: dataclasses.Field) -> Callable[[str], Any] | None:
     """argparse's ``type`` of a value flag: the field's type without None (None for a string)."""
     hint = typing.get_type_hints(TrainOptions)[field.name]
-    (kind,) = [each for each in typing.get_args(hint) if each is not type(None)]
+    (kind,) = [each for each in typing.get_args(hint) if each is not type(None)] or [hint]
     return None if kind is str else kind
 
 
@@ -194,8 +254,14 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
                 each.name, dest=field.name, action="append", default=[], metavar=each.metavar, help=each.help
             )
         else:
+            default = None if field.default is dataclasses.MISSING else field.default
             parser.add_argument(
-                each.name, dest=field.name, type=_value_type(field), metavar=each.metavar, help=each.help
+                each.name,
+                dest=field.name,
+                type=_value_type(field),
+                default=default,
+                metavar=each.metavar,
+                help=each.help,
             )
 
 
@@ -219,7 +285,7 @@ def forwarded_arguments(args: argparse.Namespace) -> list[str]:
         elif each.kind == "list":
             for item in value:
                 argv += [each.name, item]
-        elif each.kind in ("value", "path") and value is not None:
+        elif each.kind in ("value", "path") and value is not None and value != field.default:
             argv += [each.name, str(Path(value).absolute()) if each.kind == "path" else str(value)]
     return argv
 
@@ -230,6 +296,8 @@ JOB_SCRIPT_FLAGS = tuple(each.name for _, each in train_flags() if each.set_by_j
 
 def set_by_job_script(flag: str) -> str:
     """The one-line refusal of a :data:`JOB_SCRIPT_FLAGS` flag among a job's train arguments."""
+    if flag == "--backend":
+        return "train argument --backend: give --backend to hpcai launch or hpcai scale, which write it for every rank"
     return (
         f"train argument {flag}: set by the job script (the run directory is named after the job and the launcher "
         "starts the ranks); leave it out"

@@ -38,9 +38,9 @@ def image_provenance(env: Mapping[str, str] | None = None) -> dict[str, Any] | N
 
 
 def distributed_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The Horovod, NCCL and Open MPI MCA settings of this process."""
+    """The Horovod, NCCL and Open MPI MCA settings of this process, and TF_CONFIG under ``--backend mwms``."""
     env = os.environ if env is None else env
-    return {k: v for k, v in sorted(env.items()) if k.startswith(ENV_PREFIXES)}
+    return {k: v for k, v in sorted(env.items()) if k.startswith(ENV_PREFIXES) or k == "TF_CONFIG"}
 
 
 def mpi_library_version() -> str | None:
@@ -80,10 +80,13 @@ def provenance_record(
     data: Mapping[str, Any],
     resumed_from: Mapping[str, Any] | None,
     launcher: str | None,
+    backend: str = "horovod",
+    backend_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The record; Horovod's build is read only under ``--backend horovod`` (an MWMS run needs no Horovod)."""
     import tensorflow as tf
 
-    build = horovod_build()
+    build = horovod_build() if backend == "horovod" else {"version": None}
     return {
         "type": "provenance",
         "workload": workload,
@@ -92,8 +95,10 @@ def provenance_record(
         "ranks": ranks,
         "kit_version": __version__,
         "tensorflow": tf.__version__,
+        "backend": backend,
+        "backend_settings": dict(backend_settings or {}),
         "horovod": build["version"],
-        "horovod_build": build,
+        "horovod_build": build if backend == "horovod" else None,
         "mpi": mpi_library_version(),
         "python": platform.python_version(),
         "threads_per_rank": {

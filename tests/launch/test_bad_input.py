@@ -68,3 +68,21 @@ def test_account_matches_the_whole_string(hpcai, tmp_path: Path, account):
     result = hpcai("launch", "gw", "--site", "local", "--account", account, "--out", str(out))
     assert_refused(result, "--account")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        (["launch", "gw", "--site", "local", "--backend", "gloo"], "--backend"),
+        (["launch", "gw", "--site", "local", "--", "--backend", "mwms"], "--backend"),
+        (["scale", "gw", "--ranks", "1", "--backend", "gloo"], "--backend"),
+        (["launch", "gw", "--site", "local", "--", "--port-base", "30000"], "--port-base"),  # an MWMS flag
+        (["scale", "gw", "--ranks", "1", "--backend", "mwms", "--", "--fp16-allreduce"], "--fp16-allreduce"),
+    ],
+)
+def test_a_backend_the_kit_does_not_have_or_given_twice_is_refused(hpcai, tmp_path: Path, command, named):
+    """`--backend` is `hpcai launch`'s and `hpcai scale`'s (horovod or mwms), not a train argument of the job; a
+    train flag of the other backend is refused when the script is written."""
+    result = hpcai(*command, cwd=tmp_path)
+    assert_refused(result, named)
+    assert list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ import pytest
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.cli import main
+from hpcai_tf.errors import KitError
 from hpcai_tf.launch.job_script import LaunchRequest, render_job_script
 from hpcai_tf.recipes.render import sif_name
 
@@ -59,6 +60,29 @@ CASES: dict[str, dict] = {
         cuda_aware_mpi=True,
         time="12:00",
         run_root="/gpfs/alpine/csc123/scratch",
+    ),
+    # --backend mwms: TensorFlow's MultiWorkerMirroredStrategy, every Slurm site and Summit; srun ends the step when
+    # a task fails (--kill-on-bad-exit=1), mpirun and jsrun need nothing more
+    "local-1n-host-mwms": dict(
+        site="local", nodes=1, runtime="none", host_hpcai=HOST_HPCAI, train_args=("--smoke",), backend="mwms"
+    ),
+    "local-tf215-1n-mwms": dict(site="local-tf215", nodes=1, image="hpcai-local-tf215.sif", backend="mwms"),
+    "hal-2n-mwms": dict(site="hal", nodes=2, image="/projects/hpcai/hpcai-hal.sif", account="bbka-hal", backend="mwms"),
+    "bridges-ai-4n-mwms": dict(
+        site="bridges-ai", nodes=4, image="/pylon5/hpcai/hpcai-bridges-ai.sif", time="12:00", backend="mwms"
+    ),
+    "delta-2n-mwms": dict(
+        site="delta", nodes=2, account="bbxx-delta-gpu", image="/projects/bbxx/hpcai-delta.sif", backend="mwms"
+    ),
+    "bridges-2-2n-mwms": dict(
+        site="bridges-2",
+        nodes=2,
+        account="cis000000p",
+        image="/ocean/projects/cis000000p/hpcai-bridges-2.sif",
+        backend="mwms",
+    ),
+    "summit-2n-mwms": dict(
+        site="summit", nodes=2, account="CSC123", image="/gpfs/alpine/csc123/hpcai-summit.sif", backend="mwms"
     ),
 }
 
@@ -136,3 +160,24 @@ def test_run_root_is_quoted(tmp_path):
     request = LaunchRequest(workload="gw", site=load_site("local"), nodes=1, runtime="none", run_root=str(root))
     text = render_job_script(request)
     assert "run_dir=" + "'" + str(root).replace("'", "'\"'\"'") + "'" + '"/runs/gw-${SLURM_JOB_ID}"\n' in text
+
+
+def test_a_sites_default_backend_comes_from_its_catalog_and_launch_overrides_it(tmp_path):
+    """`[training] backend` names the site's default (with its reason); `--backend` overrides it."""
+    import typing
+
+    from hpcai_tf.catalog import Training, load_site_file
+    from hpcai_tf.train.options import BACKENDS
+
+    assert typing.get_args(Training.model_fields["backend"].annotation) == BACKENDS  # one list of backends
+    text = (Path(__file__).parents[2] / "containers" / "sites" / "local.toml").read_text()
+    path = tmp_path / "local.toml"
+    path.write_text(text + '\n[training]\nbackend = "mwms"\nreason = "Horovod does not build here"\n')
+    site = load_site_file(path)
+    request = LaunchRequest(workload="gw", site=site, nodes=1, runtime="none", host_hpcai=HOST_HPCAI)
+    assert ' train gw --run-dir "$run_dir" --resume --backend mwms &\n' in render_job_script(request)
+    horovod = render_job_script(LaunchRequest(**{**request.__dict__, "backend": "horovod"}))
+    assert ' train gw --run-dir "$run_dir" --resume &\n' in horovod
+    path.write_text(text + '\n[training]\nbackend = "gloo"\nreason = "x"\n')
+    with pytest.raises(KitError, match=r"training\.backend"):
+        load_site_file(path)

@@ -19,6 +19,7 @@ def write_run(
     workload: str = "gw",
     site: str | None = "local",
     final: bool = True,
+    backend: str | None = None,
 ) -> Path:
     """A run directory whose metrics.jsonl has the records `hpcai train` writes, with the given figures."""
     run = root / name
@@ -31,6 +32,7 @@ def write_run(
             "site": site,
             "config": {"epochs": 90, "dataset_size": 1_281_167},
             "image": None,
+            **({"backend": backend} if backend else {}),  # absent in runs recorded before --backend
         }
     ]
     for epoch, rate in enumerate(throughputs):
@@ -92,9 +94,15 @@ def test_report_cli_writes_table_csv_and_png(hpcai, tmp_path: Path):
     out = tmp_path / "report"
     result = hpcai("report", str(one), str(two), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[2] == "| local | host | 1 | 1 | 100.00 | 1.000 | 1.000 | 10.00 | 320.29 |"
-    assert result.stdout.splitlines()[3] == "| local | host | 2 | 1 | 190.00 | 1.900 | 0.950 | 5.26 | 168.57 |"
-    assert (out / "report.csv").read_text().splitlines()[0].startswith("site,image,ranks,runs,samples/s,speedup")
+    assert (
+        result.stdout.splitlines()[2] == "| local | host | horovod | 1 | 1 | 100.00 | 1.000 | 1.000 | 10.00 | 320.29 |"
+    )
+    assert (
+        result.stdout.splitlines()[3] == "| local | host | horovod | 2 | 1 | 190.00 | 1.900 | 0.950 | 5.26 | 168.57 |"
+    )
+    assert (
+        (out / "report.csv").read_text().splitlines()[0].startswith("site,image,backend,ranks,runs,samples/s,speedup")
+    )
     assert (out / "report.md").read_text().startswith("# gw: measured scaling\n")
     assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -163,3 +171,20 @@ def test_read_run_accepts_the_metrics_file_itself(tmp_path: Path):
     """A path to metrics.jsonl works like its directory."""
     run = write_run(tmp_path, "r", 1, [100.0, 120.0])
     assert read_run(run / "metrics.jsonl").throughput == 120.0
+
+
+def test_each_backend_is_a_group_of_its_own(tmp_path: Path):
+    """Horovod and MWMS runs of one site and image are compared each against its own fewest ranks."""
+    runs = [
+        write_run(tmp_path, "h1", 1, [10.0, 100.0]),
+        write_run(tmp_path, "h2", 2, [20.0, 190.0], backend="horovod"),
+        write_run(tmp_path, "m1", 1, [10.0, 90.0], backend="mwms"),
+        write_run(tmp_path, "m2", 2, [20.0, 150.0], backend="mwms"),
+    ]
+    rows = scaling_rows(read_runs(runs))
+    assert [(r.backend, r.ranks, round(r.speedup, 3)) for r in rows] == [
+        ("horovod", 1, 1.0),
+        ("horovod", 2, 1.9),
+        ("mwms", 1, 1.0),
+        ("mwms", 2, 1.667),
+    ]

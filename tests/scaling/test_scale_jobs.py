@@ -81,7 +81,7 @@ def test_scale_submits_one_job_per_count_waits_and_reports(slurm_cluster, hpcai,
         assert "#SBATCH --ntasks-per-node=" + str(job["ranks"]) in Path(job["script"]).read_text()
         assert f"hpcai scale: job {job['job_id']} ({job['ranks']} rank" in result.stdout
     rows = [line.split("|")[1:-1] for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
-    assert [int(row[2]) for row in rows[1:]] == [1, 2]
+    assert [int(row[3]) for row in rows[1:]] == [1, 2]  # site, image, backend, ranks
     assert rows[1][0].strip() == "local"
     assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -155,7 +155,7 @@ def test_emulated_study_spans_nodes_one_rank_each(hpcai, var_tmp: Path):
     assert hosts == [["bridges-ai-apollo6500-1"], ["bridges-ai-apollo6500-1", "bridges-ai-apollo6500-2"]]
     assert "#SBATCH --nodes=2\n" in Path(jobs[1]["script"]).read_text()
     rows = [line.split("|")[1:-1] for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
-    assert [(row[0].strip(), int(row[2])) for row in rows[1:]] == [("bridges-ai", 1), ("bridges-ai", 2)]
+    assert [(row[0].strip(), int(row[3])) for row in rows[1:]] == [("bridges-ai", 1), ("bridges-ai", 2)]
     cluster = re.search(r"^hpcai scale: emulated cluster (\S+): .* daemon pids (.*)$", result.stdout, re.M)
     pids = [int(p) for p in cluster[2].replace("=", " ").split()[1::2]]
     assert len(pids) == 4 and not [pid for pid in pids if Path(f"/proc/{pid}").exists()], pids

@@ -44,22 +44,24 @@ def test_scale_gw_1_and_2_ranks_writes_report_and_plot(hpcai, tmp_path: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split("|")[1:-1] for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
     header, body = rows[0], rows[1:]  # the |---| separator does not start with "| "
-    assert [cell.strip() for cell in header][:7] == [
+    assert [cell.strip() for cell in header][:8] == [
         "site",
         "image",
+        "backend",
         "ranks",
         "runs",
         "samples/s",
         "speedup",
         "efficiency",
     ]
-    assert [int(row[2]) for row in body] == [1, 2]
+    assert [row[2].strip() for row in body] == ["horovod", "horovod"]
+    assert [int(row[3]) for row in body] == [1, 2]
     # The table against the runs' own records, read here without the report's code: throughput is the mean global
     # samples/s of the epochs after the first (the first holds the graph's tracing), speedup the ratio to one rank.
     measured = {ranks: measured_throughput(out / f"gw-{ranks}ranks" / "metrics.jsonl", ranks) for ranks in (1, 2)}
-    assert [float(row[4]) for row in body] == pytest.approx([measured[1], measured[2]], abs=0.006)
+    assert [float(row[5]) for row in body] == pytest.approx([measured[1], measured[2]], abs=0.006)
     speedup = measured[2] / measured[1]
-    assert [float(row[5]) for row in body] == pytest.approx([1.0, speedup], abs=6e-4)
-    assert [float(row[6]) for row in body] == pytest.approx([1.0, speedup / 2], abs=6e-4)
+    assert [float(row[6]) for row in body] == pytest.approx([1.0, speedup], abs=6e-4)
+    assert [float(row[7]) for row in body] == pytest.approx([1.0, speedup / 2], abs=6e-4)
     assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "report.csv").read_text().count("\n") == 3

@@ -98,6 +98,20 @@ def rank_processes(parent: subprocess.Popen) -> dict[int, object]:
     return ranks
 
 
+def final_record(run_dir: Path) -> dict:
+    """The last record of a run, which must be its ``final`` one."""
+    final = records(run_dir)[-1]
+    assert final["type"] == "final", final
+    return final
+
+
+def signal_after_first_checkpoint(process: subprocess.Popen, run_dir: Path, rank: int, signum: int) -> float:
+    """Wait (up to 300 s) for the run's first checkpoint, then send ``signum`` to ``rank`` alone; when it was sent."""
+    wait_for(lambda: (run_dir / "checkpoint.h5").exists(), 300, "the first checkpoint", process)
+    rank_processes(process)[rank].send_signal(signum)
+    return time.time()
+
+
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -118,6 +132,8 @@ def kit() -> SimpleNamespace:
         records=records,
         wait_for=wait_for,
         rank_processes=rank_processes,
+        final=final_record,
+        signal_after_first_checkpoint=signal_after_first_checkpoint,
         last_line=last_line,
         json_line=json_line,
     )

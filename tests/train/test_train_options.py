@@ -59,10 +59,11 @@ def test_every_flag_is_one_field_and_one_argparse_option():
 
 def test_the_job_script_sets_run_dir_ranks_and_resume():
     """The launch-time checks refuse exactly the flags declared as the job script's."""
-    assert sorted(JOB_SCRIPT_FLAGS) == ["--ranks", "--resume", "--run-dir"]
+    assert sorted(JOB_SCRIPT_FLAGS) == ["--backend", "--ranks", "--resume", "--run-dir"]
     assert SET_BY_SCRIPT == JOB_SCRIPT_FLAGS
     for name in JOB_SCRIPT_FLAGS:
-        value = [] if name == "--resume" else ["2"]
-        with pytest.raises(KitError, match=f"train argument {name}: set by the job script"):
+        value = {"--resume": [], "--backend": ["mwms"]}.get(name, ["2"])
+        written = "give --backend to hpcai launch or hpcai scale" if name == "--backend" else "set by the job script"
+        with pytest.raises(KitError, match=f"train argument {name}: {written}"):
             check_train_arguments("gw", [name, *value])
     check_train_arguments("gw", ["--smoke", "--no-tensorboard", "--set", "a=1"])

@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from hpcai_tf.errors import KitError
+from hpcai_tf.train.models import fresh_layer_names
 
 
 def build_resnet50(model: Mapping[str, Any], classes: int, weight_decay: float):
     """ResNet-50 for ``image_size`` inputs and ``classes`` outputs; weight decay as an added L2 loss."""
     import tensorflow as tf
 
-    tf.keras.backend.clear_session()  # fresh layer-name counters: variable names match checkpoints
+    fresh_layer_names()
     size = model["image_size"]
     if size < 32:
         raise KitError(f"model.image_size is {size}; ResNet-50 needs at least 32")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hpcai_tf.train.models import fresh_layer_names
+
 
 def build_wavenet(length: int, model: Mapping[str, Any], label_center: Sequence[float], label_scale: Sequence[float]):
     """The network for waveforms of ``length`` samples x 2 channels (Re, Im of h22).
@@ -15,7 +17,7 @@ def build_wavenet(length: int, model: Mapping[str, Any], label_center: Sequence[
     """
     import tensorflow as tf
 
-    tf.keras.backend.clear_session()  # fresh layer-name counters: variable names match checkpoints
+    fresh_layer_names()
     layers = tf.keras.layers
     channels, skip_channels = model["channels"], model["skip_channels"]
     inputs = tf.keras.Input((length, 2), name="waveform")

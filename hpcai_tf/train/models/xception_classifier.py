@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hpcai_tf.errors import KitError
+from hpcai_tf.train.models import fresh_layer_names
 from hpcai_tf.train.models.seeded_dropout import StepSeed, dropout_layer
 from hpcai_tf.train.models.xception import build_xception
 
@@ -20,7 +21,7 @@ def build_xception_classifier(model: Mapping[str, Any], classes: int = 2, step_s
     (:mod:`hpcai_tf.train.models.seeded_dropout`), reproduced by a resumed run."""
     import tensorflow as tf
 
-    tf.keras.backend.clear_session()  # fresh layer-name counters: variable names match checkpoints
+    fresh_layer_names()
     size = model["image_size"]
     if size < 71:
         raise KitError(f"model.image_size is {size}; Xception needs at least 71")
