@@ -450,8 +450,10 @@ class Trainer:
                 f"({record['global_samples_per_sec'] or 0:.1f} samples/s over {self.ranks.size} rank(s))",
                 flush=True,
             )
-        if control.preempted:  # the signal came at the last step: the epoch is complete, stop now
+        if control.preempted and not state.finished:  # at an epoch's last step: the epoch is complete, stop now
             return self._stop(state, path, reason="signal")
+        if control.preempted:  # at the run's last step: the work is done, so it finishes (final record, exit 0)
+            self.say("a stop signal came at the last step of the last epoch: the run is complete, finishing it")
         return None
 
     def _early_stopping(self, stage: Stage, state: TrainState, val_loss: float | None) -> bool:

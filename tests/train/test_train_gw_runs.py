@@ -143,6 +143,32 @@ def test_evaluate_reproduces_the_final_quality(kit, reference):
     assert result["quality"]["q_mae"] == pytest.approx(final["q_mae"], rel=1e-4)
 
 
+def test_a_signal_at_the_last_step_of_the_last_epoch_finishes_the_run(kit, reference, tmp_path):
+    """SIGUSR1 during the last epoch, seen only at its last step (checks every 1000 steps): the work is done, so the
+    run finishes with its final record and exit 0, not a stop whose checkpoint --resume would only call complete."""
+    run_dir = tmp_path / "run"
+    argv = ["train", "gw", *DETERMINISTIC, "--epochs", "2", "--steps-per-epoch", "40", "--run-dir", str(run_dir)]
+    argv += ["--data", str(reference / "data" / "gw-smoke.h5"), "--set", "preemption_check_steps=1000"]
+
+    def epochs_recorded() -> int:
+        metrics = run_dir / "metrics.jsonl"
+        return sum(r["type"] == "epoch" for r in kit.records(run_dir)) if metrics.exists() else 0
+
+    process = kit.start(*argv, log=tmp_path / "run.log")
+    try:
+        kit.wait_for(lambda: epochs_recorded() == 1, 300, "epoch 1's record", process)
+        time.sleep(1.0)  # past epoch 1's own check; epoch 2's 40 steps take several seconds more
+        process.send_signal(signal.SIGUSR1)
+        assert process.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-2000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = (tmp_path / "run.log").read_text()
+    assert "a stop signal came at the last step of the last epoch: the run is complete, finishing it" in log, log
+    assert [r["type"] for r in kit.records(run_dir)] == ["provenance", "epoch", "epoch", "final"]
+    assert load_checkpoint(run_dir / "checkpoint.h5").state["finished"]
+
+
 def test_resuming_a_finished_run_does_nothing(kit, reference):
     before = (reference / "metrics.jsonl").read_text()
     again = kit.run("train", "gw", "--smoke", "--run-dir", str(reference), "--resume", timeout=120)
