@@ -25,6 +25,7 @@ https://man7.org/linux/man-pages/man1/unshare.1.html, https://slurm.schedmd.com/
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -434,9 +435,15 @@ class EmulatedCluster:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         out = self.root / "log" / f"{name.replace(':', '-')}.out"
+        owner = os.getpid()
         with open(out, "w") as log:  # the child keeps its own descriptor
             self.processes[name] = subprocess.Popen(
-                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=lambda: _terminate_with(owner),
             )
 
     def stop(self, drain_s: float = 30) -> None:
@@ -531,6 +538,20 @@ def remove_left_clusters(dry_run: bool = False, out=print, parent: Path = Path(D
         shutil.rmtree(path, ignore_errors=True)
         out(f"removed {path} (an emulated cluster no process runs)")
     return found
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal a process gets when the thread that started it ends."""
+
+
+def _terminate_with(owner: int) -> None:
+    """In a daemon's process before it runs (``preexec_fn``): SIGTERM to it when ``owner`` dies, also by SIGKILL,
+    which :meth:`EmulatedCluster.stop` cannot catch; it survives ``unshare`` and ``sh -c 'exec slurmd'`` (one
+    process throughout). Jobs already running on a node are not reached: ``hpcai clean`` names their directory."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != owner:  # the owner died before the line above
+        os._exit(1)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

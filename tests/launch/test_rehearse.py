@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import HPCAI, REPO, assert_refused, run_hpcai
+from emulated_testing import run_stopping_cluster
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.launch.emulated_cluster import (
@@ -164,16 +165,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(args, named, tmp_path):
 
 def run_rehearse(*args: str, cwd: Path, timeout: float = 260) -> subprocess.CompletedProcess[str]:
     """``hpcai rehearse ARGS``; past ``timeout`` it gets SIGTERM, on which it stops its cluster, then fails."""
-    process = subprocess.Popen(
-        [*HPCAI, "rehearse", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
-    )
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=90)
-        pytest.fail(f"hpcai rehearse still running after {timeout:.0f} s:\n{out[-3000:]}\n{err[-3000:]}")
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return run_stopping_cluster("rehearse", *args, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
