@@ -447,13 +447,27 @@ class EmulatedCluster:
             )
 
     def stop(self, drain_s: float = 30) -> None:
-        """Cancel every job and wait for them to leave, then stop the daemons and the nodes' leftovers by PID."""
+        """Cancel every job and wait for them to leave, then stop the daemons and the nodes' leftovers by PID.
+
+        Each step runs even if the one before it fails or is interrupted (a slow ``squeue`` on a loaded machine,
+        a second Ctrl-C): the daemons are always signalled."""
+        try:
+            self._cancel_jobs(drain_s)
+        finally:
+            try:
+                self._kill_leftovers()
+            finally:
+                self._stop_daemons()
+
+    def _cancel_jobs(self, drain_s: float) -> None:
         ctld = self.processes.get("slurmctld")
         if ctld is not None and ctld.poll() is None and not self.lost_nodes():
             self.run("scancel", "--full", "--user=root", check=False)
             deadline = time.monotonic() + drain_s
             while time.monotonic() < deadline and self.run("squeue", "-h", check=False).stdout.strip():
                 time.sleep(0.5)
+
+    def _kill_leftovers(self) -> None:
         for name in self.node_names:
             leftovers = [pid for pid in self.node_processes(name) if pid != self.processes[f"slurmd:{name}"].pid]
             for pid in leftovers:
@@ -461,6 +475,8 @@ class EmulatedCluster:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+    def _stop_daemons(self) -> None:
         for name in reversed(list(self.processes)):
             process = self.processes[name]
             if process.poll() is None:
