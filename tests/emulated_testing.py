@@ -9,6 +9,9 @@ nodes' ``/tmp`` is their own). The daemons are stopped by PID at the end, and th
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,3 +35,21 @@ def emulated_hal() -> Iterator[EmulatedCluster]:
             yield cluster
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def run_stopping_cluster(
+    *args: str, cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``hpcai ARGS`` that runs an emulated cluster; past ``timeout`` it gets SIGTERM, on which it stops its cluster
+    by PID (a SIGKILL, as ``subprocess.run`` sends, would leave the nodes' jobs behind), then the test fails."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpcai_tf", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
+    )  # fmt: skip
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=90)
+        pytest.fail(f"hpcai {args[0]} still running after {timeout:.0f} s:\n{out[-3000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)

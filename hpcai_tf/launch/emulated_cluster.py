@@ -25,6 +25,7 @@ https://man7.org/linux/man-pages/man1/unshare.1.html, https://slurm.schedmd.com/
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -294,6 +295,8 @@ class EmulatedCluster:
     """A fresh cluster numbers jobs from 1; a later one writing beside earlier runs continues after them."""
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _signals: dict[int, object] = field(default_factory=dict)
+    _namespaces: dict[str, str] = field(default_factory=dict)
+    """Each node's UTS namespace (``uts:[N]``), recorded at start."""
 
     @property
     def conf(self) -> Path:
@@ -359,11 +362,22 @@ class EmulatedCluster:
         return [name for name in self.node_names if self.processes[f"slurmd:{name}"].poll() is not None]
 
     def node_processes(self, name: str) -> list[int]:
-        """PIDs of every process in node ``name``'s UTS namespace (its slurmd, job steps and ranks)."""
+        """PIDs of every process in node ``name``'s UTS namespace (its slurmd, job steps and ranks).
+
+        After its slurmd has gone (a lost node, a daemon that died first), only those whose environment names
+        this cluster's ``SLURM_CONF``: the namespace recorded at start is then known only by its number."""
         process = self.processes.get(f"slurmd:{name}")
-        if process is None or process.poll() is not None:
-            return []
-        return namespace_processes(process.pid)
+        if process is not None and process.poll() is None:
+            return namespace_processes(process.pid)
+        namespace = self._namespaces.get(name)
+        return [pid for pid in processes_in_namespace(namespace) if self._runs_here(pid)] if namespace else []
+
+    def _runs_here(self, pid: int) -> bool:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return os.fsencode(f"SLURM_CONF={self.conf}") in environ
 
     def __enter__(self) -> EmulatedCluster:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -422,6 +436,8 @@ class EmulatedCluster:
             argv = ["unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", _NODE_SCRIPT, "sh"]
             self._spawn(f"slurmd:{node.name}", [*argv, node.name, str(self.conf)])
         self._wait(self._all_idle, timeout, "the emulated nodes are not idle")
+        for node in self.shape.nodes:  # each slurmd is in its own namespace once its node is idle
+            self._namespaces[node.name] = namespace_of(self.processes[f"slurmd:{node.name}"].pid) or ""
 
     def _all_idle(self) -> bool:
         dead = [name for name, process in self.processes.items() if process.poll() is not None]
@@ -440,19 +456,43 @@ class EmulatedCluster:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         out = self.root / "log" / f"{name.replace(':', '-')}.out"
+        owner = os.getpid()
         with open(out, "w") as log:  # the child keeps its own descriptor
             self.processes[name] = subprocess.Popen(
-                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the owner only, which then stops them in order
+                preexec_fn=lambda: _terminate_with(owner),
             )
 
     def stop(self, drain_s: float = 30) -> None:
-        """Cancel every job and wait for them to leave, then stop the daemons and the nodes' leftovers by PID."""
+        """Cancel every job and wait for them to leave, then stop the daemons and the nodes' leftovers by PID.
+
+        Each step runs even if the one before it fails or is interrupted (a slow ``squeue`` on a loaded machine,
+        a second Ctrl-C): the daemons are always signalled."""
+        try:
+            self._cancel_jobs(drain_s)
+        finally:
+            try:
+                self._kill_leftovers()
+            finally:
+                self._stop_daemons()
+
+    def _cancel_jobs(self, drain_s: float) -> None:
+        """Cancel every job (none is requeued), kill what runs on the nodes at once (a cancelled job's script and
+        ranks would checkpoint on TERM first, and Slurm wait ``KillWait`` for them), then let the jobs leave."""
         ctld = self.processes.get("slurmctld")
         if ctld is not None and ctld.poll() is None and not self.lost_nodes():
-            self.run("scancel", "--full", "--user=root", check=False)
+            self.run("scancel", "--user=root", check=False)
+            self._kill_leftovers()
             deadline = time.monotonic() + drain_s
             while time.monotonic() < deadline and self.run("squeue", "-h", check=False).stdout.strip():
                 time.sleep(0.5)
+
+    def _kill_leftovers(self) -> None:
         for name in self.node_names:
             leftovers = [pid for pid in self.node_processes(name) if pid != self.processes[f"slurmd:{name}"].pid]
             for pid in leftovers:
@@ -460,6 +500,8 @@ class EmulatedCluster:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+    def _stop_daemons(self) -> None:
         for name in reversed(list(self.processes)):
             process = self.processes[name]
             if process.poll() is None:
@@ -471,23 +513,32 @@ class EmulatedCluster:
                     process.wait(timeout=10)
 
 
-def namespace_processes(slurmd_pid: int) -> list[int]:
-    """PIDs of every process in the UTS namespace of an emulated node's ``slurmd`` (none if it is the host's)."""
+def namespace_of(pid: int) -> str | None:
+    """The UTS namespace of ``pid`` (``uts:[N]``), or None if it is gone or is this host's namespace."""
     try:
-        own = os.readlink(f"/proc/{slurmd_pid}/ns/uts")
+        own = os.readlink(f"/proc/{pid}/ns/uts")
     except OSError:
-        return []
-    if own == os.readlink("/proc/self/ns/uts"):
-        return []  # not (yet) in a namespace of its own: never the host's processes
+        return None
+    return None if own == os.readlink("/proc/self/ns/uts") else own
+
+
+def processes_in_namespace(namespace: str) -> list[int]:
+    """PIDs of every process in the UTS namespace ``namespace``."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.readlink(entry / "ns" / "uts") == own:
+                if os.readlink(entry / "ns" / "uts") == namespace:
                     found.append(int(entry.name))
             except OSError:
                 continue
     return found
+
+
+def namespace_processes(slurmd_pid: int) -> list[int]:
+    """PIDs of every process in the UTS namespace of an emulated node's ``slurmd`` (none if it is the host's)."""
+    namespace = namespace_of(slurmd_pid)
+    return processes_in_namespace(namespace) if namespace else []
 
 
 def kill_node_processes(slurmd_pid: int) -> list[int]:
@@ -537,6 +588,20 @@ def remove_left_clusters(dry_run: bool = False, out=print, parent: Path = Path(D
         shutil.rmtree(path, ignore_errors=True)
         out(f"removed {path} (an emulated cluster no process runs)")
     return found
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal a process gets when the thread that started it ends."""
+
+
+def _terminate_with(owner: int) -> None:
+    """In a daemon's process before it runs (``preexec_fn``): SIGTERM to it when ``owner`` dies, also by SIGKILL,
+    which :meth:`EmulatedCluster.stop` cannot catch; it survives ``unshare`` and ``sh -c 'exec slurmd'`` (one
+    process throughout). Jobs already running on a node are not reached: ``hpcai clean`` names their directory."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != owner:  # the owner died before the line above
+        os._exit(1)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,34 @@ def test_hpcai_cluster_runs_until_interrupted_and_jobs_reach_it_through_its_expo
         assert out == f"hpcai cluster: stopped; its directory stays: {root} (`hpcai clean` removes it)\n"
         assert len(pids) == 4 and not [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
         assert root in left_clusters()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(60)
+def test_the_daemons_end_when_their_owner_is_killed():
+    """SIGKILL leaves `hpcai cluster` no time to stop its cluster: the kernel's SIGTERM (parent death) stops munged,
+    slurmctld and both slurmd all the same."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpcai_tf", "cluster", "--site", "hal"], stdout=subprocess.PIPE, text=True
+    )
+    root = None
+    try:
+        first = process.stdout.readline()
+        root = Path(re.search(r" in (\S+); daemon pids ", first)[1])
+        pids = [int(p) for p in re.search(r"daemon pids (.*)", first)[1].replace("=", " ").split()[1::2]]
+        process.kill()
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)]:
+            assert time.monotonic() < deadline, [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+            time.sleep(0.2)
+        assert len(pids) == 4
     finally:
         if process.poll() is None:
             process.kill()

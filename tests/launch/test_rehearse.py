@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import HPCAI, REPO, assert_refused, run_hpcai
+from emulated_testing import run_stopping_cluster
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.launch.emulated_cluster import (
@@ -164,16 +165,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(args, named, tmp_path):
 
 def run_rehearse(*args: str, cwd: Path, timeout: float = 260) -> subprocess.CompletedProcess[str]:
     """``hpcai rehearse ARGS``; past ``timeout`` it gets SIGTERM, on which it stops its cluster, then fails."""
-    process = subprocess.Popen(
-        [*HPCAI, "rehearse", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
-    )
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=90)
-        pytest.fail(f"hpcai rehearse still running after {timeout:.0f} s:\n{out[-3000:]}\n{err[-3000:]}")
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return run_stopping_cluster("rehearse", *args, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +190,14 @@ def deterministic_train(rehearse_dir: Path, *extra: str) -> tuple[str, ...]:
 def digests() -> dict[str, str]:
     """The final trainable-weight digest of each uninterrupted rehearsal of this module, by site and launcher."""
     return {}
+
+
+def alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (killed processes left to this machine's init are reaped lazily)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def daemon_pids(out: str) -> list[int]:
@@ -348,15 +348,18 @@ def test_a_node_lost_mid_epoch_ends_the_job_within_60_s_naming_it(rehearse_dir, 
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(200)
-def test_an_interrupted_rehearsal_stops_every_daemon_by_pid_and_leaves_its_directory_to_clean(rehearse_dir):
-    """SIGTERM while the job runs: exit 130, and munged, slurmctld, both slurmd and the ranks are gone. Its own
-    directory (no --cluster-dir) is never a leftover while it runs, and is one after, kept for inspection."""
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_an_interrupted_rehearsal_stops_every_daemon_by_pid_and_leaves_its_directory_to_clean(rehearse_dir, how):
+    """SIGTERM to rehearse, or a terminal's Ctrl-C (SIGINT to its whole process group), while the ranks train:
+    exit 130, and munged, slurmctld, both slurmd and every process of the nodes (job steps, ranks) are gone. Its
+    own directory (no --cluster-dir) is never a leftover while it runs, and is one after, kept for inspection."""
     train = ("--smoke", "--data", str(rehearse_dir / "gw.h5"), "--epochs", "40", "--no-tensorboard")
     process = subprocess.Popen(
         [*HPCAI, "rehearse", "gw", "--site", "hal", "--", *train],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command it runs
     )
     lines = []
     cluster_dir = None
@@ -367,13 +370,21 @@ def test_an_interrupted_rehearsal_stops_every_daemon_by_pid_and_leaves_its_direc
                 break
         cluster_dir = Path(re.search(r"^hpcai rehearse: cluster (\S+):", "".join(lines), re.M)[1])
         pids = daemon_pids("".join(lines))
-        nodes = {pid: namespace_processes(pid) for pid in pids[2:]}
         assert cluster_dir not in left_clusters()  # in use
-        time.sleep(5)  # the ranks start
-        process.send_signal(signal.SIGTERM)
+        metrics = cluster_dir / "shared" / "runs" / "gw-1" / "metrics.jsonl"
+        deadline = time.monotonic() + 120
+        while not (metrics.exists() and metrics.stat().st_size):  # the ranks train
+            assert process.poll() is None and time.monotonic() < deadline, "no record from the ranks"
+            time.sleep(0.5)
+        nodes = {pid: namespace_processes(pid) for pid in pids[2:]}
+        assert all(len(found) > 2 for found in nodes.values()), nodes  # slurmd, its job's step, a rank at least
+        if how == "SIGTERM":
+            process.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(process.pid, signal.SIGINT)
         out, err = process.communicate(timeout=120)
         assert process.returncode == 130 and err == "hpcai: interrupted\n", err
-        left = [pid for pid in [*pids, *(p for ps in nodes.values() for p in ps)] if Path(f"/proc/{pid}").exists()]
+        left = [pid for pid in [*pids, *(p for ps in nodes.values() for p in ps)] if alive(pid)]
         assert len(pids) == 4 and left == [], left
         assert out.endswith(
             f"hpcai rehearse: the cluster directory stays: {cluster_dir} (`hpcai clean` removes it once nothing "

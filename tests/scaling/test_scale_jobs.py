@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from emulated_testing import run_stopping_cluster
 
 from hpcai_tf.catalog import load_catalog
 from hpcai_tf.errors import KitError
@@ -141,7 +142,7 @@ def test_emulated_study_spans_nodes_one_rank_each(hpcai, var_tmp: Path):
     out = var_tmp / "scale"
     (out / "runs" / "gw-7").mkdir(parents=True)  # an earlier study's run: job ids go on from 8
     train = ("--smoke", "--data", str(var_tmp / "gw.h5"), "--epochs", "1", "--no-tensorboard")
-    result = hpcai(
+    result = run_stopping_cluster(
         "scale", "gw", "--ranks", "1,2", "--site", "bridges-ai", "--submit", "--emulate", "--poll", "1",
         "--out", str(out), "--", *train, cwd=var_tmp, timeout=400,
     )  # fmt: skip

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from emulated_testing import run_stopping_cluster
 
 from hpcai_tf.train.metrics_log import read_records
 
@@ -55,10 +56,10 @@ def test_two_nodes_one_rank_each_in_the_sif(harness, local_sif, work, image_dige
     # cluster, and HPCAI_TEST_SIF may name a SIF outside the kit.
     env = harness.env(HPCAI_APPTAINER_BIND=f"{work}:{local_sif.path.parent}")
     train = ("--smoke", "--data", str(work / "gw.h5"), "--epochs", "2", "--deterministic", "--no-tensorboard")
-    result = subprocess.run(
-        [*HPCAI, "rehearse", "gw", "--site", site, "--nodes", "2", "--runtime", "singularity", "--image",
-         str(local_sif.path), "--cluster-dir", str(cluster_dir), "--timeout", "400", "--", *train],
-        capture_output=True, text=True, env=env, cwd=work, timeout=560, check=False,
+    result = run_stopping_cluster(
+        "rehearse", "gw", "--site", site, "--nodes", "2", "--runtime", "singularity", "--image",
+        str(local_sif.path), "--cluster-dir", str(cluster_dir), "--timeout", "400", "--", *train,
+        env=env, cwd=work, timeout=560,
     )  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out[-4000:] + result.stderr[-3000:]
