@@ -58,6 +58,8 @@ Token = Annotated[Str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:+@-
 Text = Annotated[Str, StringConstraints(pattern=r"^[^\n\r`$\\]*$", min_length=1)]
 """One line of prose; no command substitution, no backslashes."""
 EnvName = Annotated[Str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Url = Annotated[Str, StringConstraints(pattern=r"^https://[^\s]+$")]
+"""A public page, by its https address."""
 EnvValue = Annotated[Str, StringConstraints(pattern=r"^[A-Za-z0-9._/:,=+@^-]*$")]
 """An environment value that needs no quoting in a shell or a Dockerfile."""
 Arch = Literal["x86_64", "ppc64le"]
@@ -130,6 +132,12 @@ class Link(_Strict):
     bandwidth_gbps: float = Field(gt=0, description="Unidirectional bandwidth per device or port, Gbit/s.")
     latency_us: float = Field(gt=0, description="One-way small-message latency, microseconds.")
     rails: int = Field(default=1, ge=1, description="Parallel ports per node (dual-rail EDR = 2).")
+    source: Url | None = Field(
+        default=None,
+        description="A public page giving the bandwidth: the link generation's specification or the centre's "
+        "documentation. Required on GPU sites, whose links nothing here can measure; their latencies, which no "
+        "such page gives, must be listed under `unconfirmed`.",
+    )
 
 
 class Interconnect(_Strict):
@@ -312,9 +320,7 @@ class Site(_Strict):
     retired: Retired | None = Field(
         default=None, description="Set on a retired system, kept as the reproduction of the paper's runs."
     )
-    docs: list[Annotated[Str, StringConstraints(pattern=r"^https://[^\s]+$")]] = Field(
-        default_factory=list, description="Public documentation of the system."
-    )
+    docs: list[Url] = Field(default_factory=list, description="Public documentation of the system.")
     unconfirmed: dict[Annotated[Str, StringConstraints(pattern=r"^[a-z0-9_.]+$")], Text] = Field(
         default_factory=dict,
         description="Fields whose value was chosen, not confirmed from a source: dotted field path -> why.",
@@ -391,12 +397,29 @@ class Site(_Strict):
         major_minor = tuple(int(p) for p in stack.tensorflow.split(".")[:2])
         if (major_minor >= (2, 16)) != (stack.keras == "tf-keras"):
             raise ValueError("stack.keras: expected 'tf-keras' for TensorFlow >= 2.16 and 'keras2' below")
+        if gpu_stack:
+            self._links_cited()
         if self.base.origin == "debootstrap" and not (self.base.suite and self.base.mirror):
             raise ValueError("base.suite: required (with base.mirror) when base.origin = 'debootstrap'")
         for path in self.unconfirmed:
             if not _has_field(self, path):
                 raise ValueError(f"unconfirmed: {path!r} is not a field of the site")
         return self
+
+    def _links_cited(self) -> None:
+        """A GPU site's links: each bandwidth cited by a public page, each latency marked unconfirmed."""
+        for level in ("intra_node", "inter_node"):
+            link = getattr(self.interconnect, level)
+            if link.source is None:
+                raise ValueError(
+                    f"interconnect.{level}.source: required on a GPU site (a public page giving {link.name}'s "
+                    "bandwidth; nothing here can measure it)"
+                )
+            if f"interconnect.{level}.latency_us" not in self.unconfirmed:
+                raise ValueError(
+                    f"unconfirmed: expected an entry for 'interconnect.{level}.latency_us' on a GPU site (a link's "
+                    "latency is a typical figure, not a published specification)"
+                )
 
 
 def _has_field(model: BaseModel, dotted: str) -> bool:

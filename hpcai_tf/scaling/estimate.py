@@ -139,10 +139,12 @@ def nominal_terms(site: Site, node: NodeType, comm: Communication) -> Terms:
         )
     )
     return Terms(
-        intra_latency_s=Figure(intra.latency_us * 1e-6, "catalog", intra.name),
-        intra_bandwidth=Figure(bytes_per_second(intra), "catalog", intra.name),
-        inter_latency_s=Figure(inter.latency_us * 1e-6, "catalog", inter.name),
-        inter_bandwidth=Figure(bytes_per_second(inter, inter.rails), "catalog", f"{inter.name} x {inter.rails}"),
+        intra_latency_s=Figure(intra.latency_us * 1e-6, "catalog", link_note(site, "intra_node", "latency_us")),
+        intra_bandwidth=Figure(bytes_per_second(intra), "catalog", link_note(site, "intra_node", "bandwidth_gbps")),
+        inter_latency_s=Figure(inter.latency_us * 1e-6, "catalog", link_note(site, "inter_node", "latency_us")),
+        inter_bandwidth=Figure(
+            bytes_per_second(inter, inter.rails), "catalog", link_note(site, "inter_node", "bandwidth_gbps")
+        ),
         reduction_s_per_byte=Figure(
             0.0, "nominal", "not measured (hpcai calibrate)" if cpu else "NCCL reduces on the GPU, within the transfer"
         ),
@@ -150,6 +152,18 @@ def nominal_terms(site: Site, node: NodeType, comm: Communication) -> Terms:
         overlap=Figure(overlap, "nominal", overlap_note),
         contention=Figure(1.0, "nominal", "not measured (hpcai calibrate)"),
     )
+
+
+def link_note(site: Site, level: str, field: str) -> str:
+    """Where a catalog link figure comes from: the link's name (x its rails for the bandwidth across nodes), the
+    page it cites for a bandwidth, and "unconfirmed" when the site lists the figure (or the whole link) so."""
+    link: Link = getattr(site.interconnect, level)
+    note = f"{link.name} x {link.rails}" if (level, field) == ("inter_node", "bandwidth_gbps") else link.name
+    if field == "bandwidth_gbps" and link.source:
+        note += f", {link.source}"
+    if {f"interconnect.{level}", f"interconnect.{level}.{field}"} & site.unconfirmed.keys():
+        note += ", unconfirmed"
+    return note
 
 
 def calibrated_terms(nominal: Terms, calibration, workload: str) -> Terms:

@@ -132,6 +132,24 @@ BAD_SITES = [
     ("local", 'id = "local"', 'id = "elsewhere"', "id: expected 'local' (the file name), got 'elsewhere'"),
     ("summit", "[scheduler]", '[scheduler]\nqueue = "batch"', "scheduler.queue: unknown field"),
     ("local", 'kind = "slurm"', "kind = slurm", "local.toml: not valid TOML"),
+    (
+        "delta",
+        ', source = "https://www.nvidia.com/en-us/data-center/a100/"',
+        "",
+        "interconnect.intra_node.source: required on a GPU site (a public page giving NVLink 3.0's bandwidth",
+    ),
+    (
+        "summit",
+        '"interconnect.inter_node.latency_us" =',
+        '"interconnect.inter_node.rails" =',
+        "unconfirmed: expected an entry for 'interconnect.inter_node.latency_us' on a GPU site",
+    ),
+    (
+        "hal",
+        'source = "https://www.infinibandta.org/infiniband-roadmap/"',
+        'source = "http://www.infinibandta.org/"',
+        "interconnect.inter_node.source: expected a value matching",
+    ),
 ]
 
 

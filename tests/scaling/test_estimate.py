@@ -132,7 +132,15 @@ def test_estimate_cli_with_a_supplied_gpu_step_time(hpcai):
         "# resnet50 on summit (ac922): 25,557,032 parameters in 161 tensors, 250.0 ms/step at batch 64 "
         "per device (supplied: --step-time), ring allreduce"
     )
-    assert "| intra-node bandwidth | 50.000 GB/s | catalog | NVLink 2.0 |" in lines
+    assert (
+        "| intra-node bandwidth | 50.000 GB/s | catalog | NVLink 2.0, "
+        "https://docs.olcf.ornl.gov/systems/summit_user_guide.html, unconfirmed |"
+    ) in lines
+    assert "| intra-node latency | 5.00 us | catalog | NVLink 2.0, unconfirmed |" in lines
+    assert (
+        "| inter-node bandwidth | 25.000 GB/s per node | catalog | EDR InfiniBand x 2, "
+        "https://docs.olcf.ornl.gov/systems/summit_user_guide.html |"
+    ) in lines
     assert "| overlap | 1.00 | nominal | GPU: the allreduce runs beside it |" in lines
     header = lines.index(
         "| site | model | devices | step (ms) | over 1 device (ms) | samples/s | speedup | efficiency "
