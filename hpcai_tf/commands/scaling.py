@@ -162,16 +162,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     calibrate = sub.add_parser(
         "calibrate",
         help="measure a site's node: compute alone and shared, Horovod collectives; fit the model's terms",
-        description="On this host, for a site whose stack it runs: `hpcai train WORKLOAD --ranks 1` alone and "
-        "RANKS copies at once, then Horovod all-gathers and allreduces under mpirun; fits latency, bandwidth, "
-        "the reduction's cost and the per-step overhead, and writes SITE.json (docs/performance-model.md). "
-        "Arguments after `--` go to each `hpcai train` (2 or more epochs; the first warms up).",
-        usage="hpcai calibrate WORKLOAD --site S [--ranks N] [--out DIR] [-- TRAIN_ARGS ...]",
+        description="On this node, with this Python's stack (which must be the site's) or inside the site's "
+        "image (--image SIF): `hpcai train WORKLOAD --ranks 1` alone and RANKS copies at once, then Horovod "
+        "all-gathers and allreduces under mpirun; fits latency, bandwidth, the reduction's cost and the per-step "
+        "overhead, and writes SITE.json (docs/performance-model.md). Arguments after `--` go to each `hpcai train` "
+        "(2 or more epochs; the first warms up).",
+        usage="hpcai calibrate WORKLOAD --site S [--ranks N] [--image SIF] [--out DIR] [-- TRAIN_ARGS ...]",
     )
     calibrate.add_argument("workload", help="resnet50, gw or des")
     calibrate.add_argument("--site", required=True, help="site id from the catalog")
     calibrate.add_argument("--ranks", type=POSITIVE_INT, default=2, help="ranks of the shared node and the probe")
     calibrate.add_argument("--out", type=Path, help="directory for SITE.json (default: runs/calibration)")
+    calibrate.add_argument(
+        "--image",
+        type=Path,
+        metavar="SIF",
+        help="run every measurement inside this SIF (apptainer or singularity on PATH), with its Python and mpirun",
+    )
     calibrate.add_argument(
         "--message-sizes", type=_counts, help="probe message sizes in bytes (default: 4 KiB to 256 MiB)"
     )
@@ -477,13 +484,19 @@ def _calibrate(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_site
     from hpcai_tf.commands.train import check_train_arguments
     from hpcai_tf.files import check_targets, write_atomic
-    from hpcai_tf.scaling.calibrate import DEFAULT_SIZES, calibrate
+    from hpcai_tf.image.singularity import find_runtime
+    from hpcai_tf.scaling.calibrate import DEFAULT_SIZES, Place, calibrate
     from hpcai_tf.scaling.calibration import default_path
 
     check_train_arguments(args.workload, args.passthrough)
     site = load_site(args.site)
     target = (args.out / f"{site.id}.json") if args.out else default_path(site.id)
     check_targets([target])
+    place = Place()
+    if args.image is not None:
+        if not args.image.is_file():
+            raise KitError(f"--image: expected a SIF file, got {args.image} (no such file)")
+        place = Place(find_runtime(), args.image)
     calibration = calibrate(
         site,
         args.workload,
@@ -491,6 +504,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         ranks=args.ranks,
         previous=target,
         sizes=args.message_sizes or DEFAULT_SIZES,
+        place=place,
     )
     write_atomic(target, calibration.to_json())
     link, entry = calibration.link, calibration.workloads[args.workload]

@@ -1,6 +1,7 @@
 """``hpcai calibrate``: measure a site's node with the kit's own training and Horovod, fit the model's terms.
 
-On the node it runs on (the host here; a site's image is not yet supported, see docs/performance-model.md):
+On the node it runs on, with the host's stack or inside the site's image (``--image``: a SIF run by Apptainer or
+Singularity, every process below started in it, ``mpirun`` included):
 
 1. **Compute alone**: ``hpcai train W --ranks 1`` with the given training arguments: the step time of one device
    with the rest of the node idle.
@@ -21,13 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 
 from hpcai_tf.catalog import Site
@@ -40,6 +40,7 @@ from hpcai_tf.scaling.calibration import (
     site_pins,
 )
 from hpcai_tf.scaling.fit import fit_link, fit_reduction, gather_time
+from hpcai_tf.train.image_contract import IMAGE_PATHS
 from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
 from hpcai_tf.train.mpirun_spawn import find_mpirun, mpirun_command, mpirun_environment
 from hpcai_tf.train.provenance import now_iso
@@ -61,27 +62,88 @@ def fused_allreduce_time(nbytes: int, ranks: int, link: LinkCalibration, fusion_
     return buffers * per_buffer
 
 
-def check_host_stack(site: Site) -> dict[str, str]:
-    """The host's TensorFlow and Horovod, refused if they are not the site's pins (another stack, another fit)."""
-    found = {}
+IMAGE_PYTHON = [f"{IMAGE_PATHS.venv}/bin/python3", "-P"]
+"""The stack's Python in every image, by its path (mpirun's ranks get the caller's PATH, not the image's)."""
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the calibration's processes run: with this Python (the host), or inside an image through
+    ``RUNTIME exec IMAGE``, with the image's Python and its ``mpirun``."""
+
+    runtime: str | None = None
+    image: Path | None = None
+
+    @property
+    def where(self) -> str:
+        return f"the image {self.image}" if self.image else "this Python"
+
+    def python(self) -> list[str]:
+        """The Python to run ``-m`` modules with. In an image ``-P``: the working directory (where the caller's
+        relative paths point, and maybe a kit checkout) is not put on sys.path, so the image's own kit runs."""
+        if self.image is None:
+            return [sys.executable]
+        return [str(self.runtime), "exec", str(self.image), *IMAGE_PYTHON]
+
+    def mpirun(self, ranks: int, program: Sequence[str], env: Mapping[str, str]) -> list[str]:
+        """``mpirun -np ranks PROGRAM`` as the kit runs it: the host's mpirun, or the image's inside the image."""
+        if self.image is None:
+            return mpirun_command(ranks, program, env, mpirun=find_mpirun(env))
+        return [str(self.runtime), "exec", str(self.image), *mpirun_command(ranks, program, env)]
+
+
+STACK_PROBE = (
+    "import json, platform; from importlib import metadata as m\n"
+    "def v(p):\n    try: return m.version(p)\n    except m.PackageNotFoundError: return None\n"
+    "print(json.dumps({'python': platform.python_version(), 'tensorflow': v(TF), 'horovod': v('horovod')}))"
+)
+"""What :func:`check_stack` runs with the place's Python: its Python, TensorFlow and Horovod versions as JSON."""
+
+
+def check_stack(site: Site, place: Place = Place()) -> dict[str, str]:
+    """The TensorFlow and Horovod where the calibration runs, refused if they are not the site's pins (another
+    stack, another fit)."""
+    probe = [*place.python(), "-c", STACK_PROBE.replace("TF", repr(site.stack.tensorflow_package))]
+    done = subprocess.run(probe, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        raise KitError(f"calibrate: could not read the versions of {place.where} (exit {done.returncode}): {last}")
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    fix = "pass --image with the site's image" if place.image is None else "pass the site's own image"
     for field, package in (("tensorflow", site.stack.tensorflow_package), ("horovod", "horovod")):
-        try:
-            found[field] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            raise KitError(f"--site {site.id}: this Python has no {package}; run from the kit's .venv") from None
         pinned = getattr(site.stack, field)
+        if found[field] is None:
+            raise KitError(f"--site {site.id}: {place.where} has no {package}; run from the kit's .venv or {fix}")
         if found[field] != pinned:
             raise KitError(
-                f"--site {site.id}: the site pins {package} {pinned}, this Python has {found[field]}; calibrate "
-                "on the host only a site whose stack the host runs (e.g. local)"
+                f"--site {site.id}: the site pins {package} {pinned}, {place.where} has {found[field]}; "
+                f"{fix} (or calibrate another site)"
             )
-    found["python"] = platform.python_version()
     return found
 
 
-def _train(workload: str, run_dir: Path, train_args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen:
+def image_record(place: Place) -> str | dict:
+    """The provenance's ``image``: ``host``, or the SIF's path and size and what its own provenance record says
+    (site, kit version, constraints file and digest)."""
+    if place.image is None:
+        return "host"
+    shown = [str(place.runtime), "exec", str(place.image), "cat", IMAGE_PATHS.provenance]
+    done = subprocess.run(shown, capture_output=True, text=True)
+    inside = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip().startswith("{") else {}
+    return {
+        "path": str(place.image.resolve()),
+        "bytes": place.image.stat().st_size,
+        "site": inside.get("site"),
+        "kit_version": inside.get("kit_version"),
+        "constraints": inside.get("constraints"),
+    }
+
+
+def _train(
+    workload: str, run_dir: Path, train_args: Sequence[str], env: Mapping[str, str], place: Place
+) -> subprocess.Popen:
     """Start ``hpcai train WORKLOAD --ranks 1`` into ``run_dir``; its stderr goes to ``run_dir``.stderr."""
-    argv = [sys.executable, "-m", "hpcai_tf", "train", workload, "--ranks", "1", "--run-dir", str(run_dir)]
+    argv = [*place.python(), "-m", "hpcai_tf", "train", workload, "--ranks", "1", "--run-dir", str(run_dir)]
     with open(f"{run_dir}.stderr", "w", encoding="utf-8") as err:
         return subprocess.Popen([*argv, *train_args], env=dict(env), stdout=subprocess.DEVNULL, stderr=err)
 
@@ -116,15 +178,22 @@ def step_quantiles(run_dir: Path) -> list[float]:
 
 
 def measure_compute(
-    workload: str, ranks: int, train_args: Sequence[str], env: Mapping[str, str], work: Path, say: Callable
+    workload: str,
+    ranks: int,
+    train_args: Sequence[str],
+    env: Mapping[str, str],
+    work: Path,
+    say: Callable,
+    place: Place = Place(),
 ) -> dict:
     """Steps 1 and 2: the step time alone, and of ``ranks`` independent runs at once with their spread."""
     say(f"calibrate: {workload} alone on the node (hpcai train --ranks 1)")
     solo = work / "solo"
-    _finish([_train(workload, solo, train_args, env)], [solo], f"hpcai train {workload} (alone)")
+    _finish([_train(workload, solo, train_args, env, place)], [solo], f"hpcai train {workload} (alone)")
     say(f"calibrate: {ranks} independent {workload} runs at once (the node's devices all busy)")
     shared = [work / f"shared-{i}" for i in range(ranks)]
-    _finish([_train(workload, d, train_args, env) for d in shared], shared, f"hpcai train {workload} (shared node)")
+    started = [_train(workload, d, train_args, env, place) for d in shared]
+    _finish(started, shared, f"hpcai train {workload} (shared node)")
     step, batch = mean_step(solo)
     shared_steps = [mean_step(d)[0] for d in shared]
     quantiles = [q for d in shared for q in step_quantiles(d)]
@@ -139,17 +208,25 @@ def measure_compute(
 
 
 def run_probe(
-    site: Site, ranks: int, sizes: Sequence[int], repeats: int, gradients: dict, env: Mapping[str, str], work: Path
+    site: Site,
+    ranks: int,
+    sizes: Sequence[int],
+    repeats: int,
+    gradients: dict,
+    env: Mapping[str, str],
+    work: Path,
+    place: Place = Place(),
 ) -> dict:
     """Step 3: the collective probe under ``mpirun -np ranks``; its rank 0's result."""
     if site.scheduler.launcher == "jsrun":
         raise KitError(f"--site {site.id}: its launcher is jsrun (LSF), which cannot run here")
     shapes = work / "gradients.json"
     shapes.write_text(json.dumps(gradients), encoding="utf-8")
-    program = [sys.executable, "-m", "hpcai_tf.scaling.collective_probe", "--sizes", ",".join(map(str, sizes))]
+    python = IMAGE_PYTHON if place.image else [sys.executable]
+    program = [*python, "-m", "hpcai_tf.scaling.collective_probe", "--sizes", ",".join(map(str, sizes))]
     program += ["--repeats", str(repeats), "--gradients", str(shapes)]
     run_env = mpirun_environment(env, {})
-    command = mpirun_command(ranks, program, run_env, mpirun=find_mpirun(run_env))
+    command = place.mpirun(ranks, program, run_env)
     done = subprocess.run(command, env=run_env, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
@@ -185,15 +262,16 @@ def calibrate(
     sizes: Sequence[int] = DEFAULT_SIZES,
     repeats: int = 5,
     say: Callable[[str], None] = print,
+    place: Place = Place(),
 ) -> Calibration:
-    """Measure ``workload`` and the node's link on ``site`` (this host); workloads of ``previous`` measured with the
-    same stack on the same host are kept beside it."""
+    """Measure ``workload`` and the node's link on ``site`` (this host, with this Python or inside ``place``'s
+    image); workloads of ``previous`` measured with the same stack on the same host and image are kept beside it."""
     from hpcai_tf.scaling.model_size import gradient_shapes
 
     node = site.node_type()
     if ranks < 2 or ranks > node.devices:
         raise KitError(f"--ranks: expected 2 to {node.devices} (the devices of one {node.name} node), got {ranks}")
-    stack = check_host_stack(site)
+    stack = check_stack(site, place)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     if node.gpus == 0:
         env.update(ONE_THREAD)
@@ -204,11 +282,14 @@ def calibrate(
             )
     with tempfile.TemporaryDirectory(prefix="hpcai-calibrate-") as tmp:
         work = Path(tmp)
-        compute = measure_compute(workload, ranks, train_args, env, work, say)
-        config = read_records(work / "solo" / METRICS_FILE)[0]["config"]
+        compute = measure_compute(workload, ranks, train_args, env, work, say, place)
+        first = read_records(work / "solo" / METRICS_FILE)[0]
+        if place.image is not None and not first.get("image"):
+            raise KitError(f"calibrate: the run in {place.image} recorded no image provenance (not a kit image?)")
+        config = first["config"]
         shapes = gradient_shapes(workload, config)
         say(f"calibrate: Horovod collectives over {ranks} ranks ({len(sizes)} message sizes, {workload}'s gradients)")
-        probe = run_probe(site, ranks, sizes, repeats, {workload: shapes}, env, work)
+        probe = run_probe(site, ranks, sizes, repeats, {workload: shapes}, env, work, place)
     link = fit_probe(probe)
     grads = probe["gradients"][workload]
     overhead = max(0.0, float(grads["allreduce_s"]) - fused_allreduce_time(int(grads["bytes"]), ranks, link))
@@ -226,7 +307,7 @@ def calibrate(
     provenance = {
         "host": socket.gethostname(),
         "date": now_iso(),
-        "image": "host",
+        "image": image_record(place),
         "threads_per_rank": {"intra_op": 1, "inter_op": 1} if node.gpus == 0 else "tensorflow default",
         "ranks": ranks,
         "stack": stack,
@@ -240,6 +321,7 @@ def calibrate(
         except (KitError, json.JSONDecodeError):
             old = None  # replaced whole: a file that does not parse is not this calibration's to keep
         same = old and old.site == site.id and old.provenance.get("pins") == provenance["pins"]
+        same = same and old.provenance.get("image") == provenance["image"]
         if same and old.provenance.get("host") == provenance["host"] and old.provenance.get("ranks") == ranks:
             workloads = {**old.workloads, workload: entry}
     return Calibration(site.id, provenance, link, workloads)

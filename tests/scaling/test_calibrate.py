@@ -64,7 +64,7 @@ def test_estimate_uses_the_calibration_and_says_where_each_figure_comes_from(hpc
     assert "| per-step overhead | 3.00 ms | fitted | gw's gradients allreduced, local.json |" in out
     assert "| contention | x1.200 at 2 busy | measured |" in out
     assert "| overlap | 0.25 | measured | allreduce beside a compute loop, local.json |" in out
-    assert "| inter-node latency | 20.00 us | catalog | TCP loopback |" in out
+    assert "| inter-node latency | 20.00 us | catalog | TCP loopback, unconfirmed |" in out
     line = next(row for row in out.splitlines() if row.startswith("| local | model (ring) | 2 |"))
     # 0.25 x 1.2 x (slowest of two of [0.28, 0.3, 0.32] / 0.3) + allreduce + 3 ms
     slowest = (0.28 * (1 / 9) + 0.3 * (4 / 9 - 1 / 9) + 0.32 * (1 - 4 / 9)) / 0.3
@@ -184,6 +184,13 @@ def test_calibrate_refuses_a_site_whose_stack_the_host_does_not_run(hpcai, tmp_p
     result = hpcai("calibrate", "gw", "--site", "local-tf215", "--out", str(tmp_path), "--", "--smoke")
     assert_refused(result, "--site local-tf215", "pins tensorflow-cpu 2.15.1, this Python has 2.21.0")
     assert tree(tmp_path) == before
+
+
+def test_calibrate_refuses_an_image_that_is_not_there(hpcai, tmp_path):
+    missing = tmp_path / "hpcai-local.sif"
+    result = hpcai("calibrate", "gw", "--site", "local", "--image", str(missing), "--out", str(tmp_path / "out"))
+    assert_refused(result, "--image", f"expected a SIF file, got {missing} (no such file)")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_calibrate_refuses_what_it_sets_itself(hpcai, tmp_path):
