@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,16 @@ def results(stdout: str) -> list[Any]:
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages, as ``uptime`` prints them."""
     return "load average {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
+
+
+def after_warm_up(epochs: list[float]) -> float:
+    """The median of per-epoch figures after the first epoch (which builds the graph); the first alone if it is all."""
+    return statistics.median(epochs[1:] or epochs)
+
+
+def run_throughput(run_dir: Path) -> float:
+    """A run directory's global samples/s: :func:`after_warm_up` of its epoch records."""
+    from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
+
+    records = read_records(run_dir / METRICS_FILE)
+    return after_warm_up([r["global_samples_per_sec"] for r in records if r.get("type") == "epoch"])

@@ -17,11 +17,10 @@ best round counts. Prints samples/s of each side and the ratio two nodes / one n
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 from pathlib import Path
 
-from _common import ONE_THREAD, REPO, SMALL_RESNET, bench_env, hpcai, load_average
+from _common import ONE_THREAD, REPO, SMALL_RESNET, bench_env, hpcai, load_average, run_throughput
 
 sys.path.insert(0, str(REPO))
 
@@ -31,7 +30,6 @@ from hpcai_tf.launch.emulated_cluster import EmulatedCluster, default_root, sett
 from hpcai_tf.launch.job_script import LaunchRequest, host_hpcai
 from hpcai_tf.launch.job_state import wait_for_jobs
 from hpcai_tf.launch.rehearsal import rehearsal_script
-from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
 
 SITE = "bridges-ai"
 ROUNDS = 2
@@ -42,13 +40,6 @@ SIDES = {"one node": (1, 2), "two nodes": (2, 1)}
 
 def workloads(data: Path) -> dict[str, list[str]]:
     return {"gw": ["--smoke", "--data", str(data), "--epochs", "4"], "resnet50": SMALL_RESNET}
-
-
-def throughput(run_dir: Path) -> float:
-    """Median global samples/s over the epochs after the first."""
-    records = read_records(run_dir / METRICS_FILE)
-    epochs = [r["global_samples_per_sec"] for r in records if r.get("type") == "epoch"]
-    return statistics.median(epochs[1:] or epochs)
 
 
 def run_job(cluster: EmulatedCluster, workload: str, args: list[str], nodes: int, per_node: int, name: str) -> Path:
@@ -87,7 +78,7 @@ def main() -> None:
                     for side in SIDES if round_ % 2 == 0 else reversed(SIDES):
                         nodes, per_node = SIDES[side]
                         name = f"{workload}-{side.replace(' ', '-')}-{round_}"
-                        value = throughput(run_job(cluster, workload, args, nodes, per_node, name))
+                        value = run_throughput(run_job(cluster, workload, args, nodes, per_node, name))
                         best[(workload, side)] = max(best.get((workload, side), 0.0), value)
                         print(f"round {round_ + 1}: {workload} 2 ranks on {side}: {value:.1f} samples/s", flush=True)
         done = True

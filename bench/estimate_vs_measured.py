@@ -13,7 +13,8 @@ One intra-op and one inter-op thread per rank, so that a rank is one of the node
 The machine is shared and a thread sometimes runs at half speed for seconds: each side keeps its best round
 (the fastest 1-rank and 2-rank runs; the calibration's fastest alone and shared step times, with the spread of
 that shared measurement), and the model (``hpcai estimate``'s :func:`predict` with the calibration's terms)
-predicts from those. Then prints measured and predicted side by side, and the ratio. Then ``--fit-csv`` on the
+predicts from those. Then prints measured and predicted side by side, and the ratio; and each round on its own
+(its calibration's prediction against its own runs' efficiency), with the median ratio. Then ``--fit-csv`` on the
 public curve in ``bench/data/dlperf-mxnet-resnet50-v100.csv`` (docs/performance-model.md names its source):
 fitted on its smallest half, the rest predicted.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,16 +73,15 @@ def one_workload(workload: str, tmp: Path, env: dict, rounds: int) -> tuple[floa
             runs[ranks].append(read_run(out / f"{workload}-{ranks}ranks"))
     best = {ranks: max(found, key=lambda run: run.throughput) for ranks, found in runs.items()}
     measured = best[2].throughput / (2 * best[1].throughput)
-    calibration = best_calibration(calibrations, workload, site)
-    entry = calibration.workloads[workload]
-    node, comm = site.node_type(), Communication()
-    terms = calibrated_terms(nominal_terms(site, node, comm), calibration, workload)
     size = model_size(workload, smoke=True)
-    model = Workload(
-        workload, entry.step_time_s, entry.batch_per_device, size.parameters, size.tensors, 1, size.dataset_size
-    )
-    predicted_rows = predict(model, site, node, [1, 2], comm, terms)
+    calibration = best_calibration(calibrations, workload, site)
+    predicted_rows = predicted_efficiency(calibration, workload, site, size)
     predicted = predicted_rows[1].efficiency
+    entry = calibration.workloads[workload]
+    paired = []
+    for round_, path in enumerate(calibrations):
+        alone = predicted_efficiency(read_calibration(path, site), workload, site, size)[1].efficiency
+        paired.append((alone, runs[2][round_].throughput / (2 * runs[1][round_].throughput)))
     for ranks, found in runs.items():
         shown = ", ".join(f"{run.throughput:.1f}" for run in found)
         print(f"  {ranks} rank(s), samples/s per round: {shown}")
@@ -101,7 +102,21 @@ def one_workload(workload: str, tmp: Path, env: dict, rounds: int) -> tuple[floa
         f"{predicted_rows[1].throughput:8.1f}, efficiency {predicted:.3f}"
     )
     print(f"  predicted / measured efficiency: {predicted / measured:.3f}", flush=True)
+    shown = ", ".join(f"{p:.3f}/{m:.3f}" for p, m in paired)
+    median = statistics.median(p / m for p, m in paired)
+    print(f"  each round on its own, predicted/measured efficiency: {shown}; ratio median {median:.3f}")
     return measured, predicted
+
+
+def predicted_efficiency(calibration, workload: str, site, size) -> list:
+    """The model's rows at 1 and 2 ranks from ``calibration``'s terms and step time."""
+    entry = calibration.workloads[workload]
+    node, comm = site.node_type(), Communication()
+    terms = calibrated_terms(nominal_terms(site, node, comm), calibration, workload)
+    model = Workload(
+        workload, entry.step_time_s, entry.batch_per_device, size.parameters, size.tensors, 1, size.dataset_size
+    )
+    return predict(model, site, node, [1, 2], comm, terms)
 
 
 def main() -> None:

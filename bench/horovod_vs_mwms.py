@@ -14,27 +14,19 @@ Efficiency = 2-process throughput / (2 x one process alone); the last line per w
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import ONE_THREAD, REPO, SMALL_RESNET, bench_env, hpcai, load_average
+from _common import ONE_THREAD, REPO, SMALL_RESNET, bench_env, hpcai, load_average, run_throughput
 
 sys.path.insert(0, str(REPO))
 
 from hpcai_tf.train.backend_mwms import free_port_base
-from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
 
 ROUNDS = 2
 ENV = bench_env(**ONE_THREAD)
-
-
-def throughput(run_dir: Path) -> float:
-    """Median global samples/s over the epochs after the first."""
-    epochs = [r["global_samples_per_sec"] for r in read_records(run_dir / METRICS_FILE) if r.get("type") == "epoch"]
-    return statistics.median(epochs[1:] or epochs)
 
 
 def train(work: Path, name: str, workload: str, args: list[str]) -> Path:
@@ -53,7 +45,7 @@ def independent(work: Path, name: str, workload: str, args: list[str]) -> float:
     ]
     if any(proc.wait() for proc in procs):
         sys.exit(f"bench: two independent {workload} runs: one failed")
-    return sum(throughput(run) for run in runs)
+    return sum(run_throughput(run) for run in runs)
 
 
 def main() -> None:
@@ -74,11 +66,11 @@ def main() -> None:
             rates: dict[str, list[float]] = {"1 process": [], "2 independent": [], "Horovod": [], "MWMS": []}
             for round_ in range(ROUNDS):  # alternate, so that a burst of load does not hit one setup only
                 tag = f"{workload}-{round_}"
-                rates["1 process"].append(throughput(train(work, f"{tag}-one", workload, args)))
+                rates["1 process"].append(run_throughput(train(work, f"{tag}-one", workload, args)))
                 rates["2 independent"].append(independent(work, f"{tag}-ind", workload, args))
-                rates["Horovod"].append(throughput(train(work, f"{tag}-hvd", workload, [*args, "--ranks", "2"])))
+                rates["Horovod"].append(run_throughput(train(work, f"{tag}-hvd", workload, [*args, "--ranks", "2"])))
                 mwms = [*args, "--ranks", "2", "--backend", "mwms", "--port-base", str(free_port_base(2))]
-                rates["MWMS"].append(throughput(train(work, f"{tag}-mwms", workload, mwms)))
+                rates["MWMS"].append(run_throughput(train(work, f"{tag}-mwms", workload, mwms)))
             best = {name: max(found) for name, found in rates.items()}
             single = best["1 process"]
             print(f"{title}: samples/s per round, best, efficiency (best / 2 x best 1 process)")

@@ -12,12 +12,11 @@ stack at 1 and 2 ranks, the 2.21/2.15 throughput ratio and each stack's 2-rank e
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import ONE_THREAD, REPO, SMALL_RESNET, container_env, load_average
+from _common import ONE_THREAD, REPO, SMALL_RESNET, after_warm_up, container_env, load_average
 
 sys.path.insert(0, str(REPO))
 
@@ -57,11 +56,6 @@ def epoch_throughputs(run_dir: Path) -> list[float]:
     return [r["global_samples_per_sec"] for r in records if r.get("type") == "epoch"]
 
 
-def throughput(epochs: list[float]) -> float:
-    """Median over the epochs after the first (the first builds the graph)."""
-    return statistics.median(epochs[1:] or epochs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds of every run (default {ROUNDS})")
@@ -87,7 +81,7 @@ def main() -> None:
                         line = mpirun_line(ranks, allocated=False, forward=sorted(ONE_THREAD))  # no job in docker
                         run(client, tags[site], work, line.argv(train))
                         epochs = epoch_throughputs(work / name)
-                        value = throughput(epochs)
+                        value = after_warm_up(epochs)
                         key = (workload, site, ranks)
                         best[key] = max(best.get(key, 0.0), value)
                         each = ", ".join(f"{e:.1f}" for e in epochs)
