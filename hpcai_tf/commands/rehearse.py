@@ -95,6 +95,7 @@ def _rehearse(args: argparse.Namespace) -> int:
         EmulatedCluster,
         check_host_environment,
         check_root,
+        check_train_args_visible,
         default_root,
         settle_root,
         shape_for_site,
@@ -118,6 +119,7 @@ def _rehearse(args: argparse.Namespace) -> int:
         check_image(request.runtime, request.image)  # type: ignore[arg-type]
     else:
         check_host_environment("rehearse")
+    check_train_args_visible(request.train_args, "rehearse")
     shape = shape_for_site(request.site, request.nodes, request.node_type)
     cluster = EmulatedCluster(shape, root or default_root())
     status = 1

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -250,6 +251,15 @@ def check_visible_to_nodes(path: Path, field: str, noun: str = "") -> None:
             f"{field}: {noun + ' ' if noun else ''}{path} is under {private}, which each emulated node replaces "
             "with its own; expected it elsewhere (e.g. under /var/tmp)"
         )
+
+
+def check_train_args_visible(train_args: Sequence[str], field: str) -> None:
+    """Refuse a training argument that is an absolute path the emulated nodes cannot see (``--data /tmp/gw.h5``,
+    ``--data=/tmp/gw.h5``): the ranks would look for it in their own ``/tmp``."""
+    for word in train_args:
+        value = word.split("=", 1)[1] if word.startswith("--") and "=" in word else word
+        if value.startswith("/"):
+            check_visible_to_nodes(Path(value), field, "the training argument")
 
 
 def check_host_environment(field: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from hpcai_tf.launch.emulated_cluster import (
     EmulatedCluster,
     check_host_environment,
+    check_train_args_visible,
     check_visible_to_nodes,
     default_root,
     settle_root,
@@ -41,6 +42,7 @@ def emulated_scale(
     out = Path(os.path.abspath(out))
     check_visible_to_nodes(out, "--out", "the runs' directory")
     check_host_environment("scale --emulate")
+    check_train_args_visible(base.train_args, "scale --emulate")
     hpcai = host_hpcai()
     planned = plan_scale_jobs(
         base,

@@ -400,6 +400,27 @@ def test_an_interrupted_rehearsal_stops_every_daemon_by_pid_and_leaves_its_direc
             shutil.rmtree(cluster_dir, ignore_errors=True)
 
 
+@pytest.mark.parametrize("form", ["--data", "--data="])
+def test_a_training_argument_under_tmp_is_refused_naming_it(form):
+    """A data file under /tmp (each emulated node has its own) is refused before a daemon starts, in one line."""
+    data = Path(tempfile.mkdtemp(prefix="hpcai-test-private-", dir="/tmp")) / "gw.h5"
+    words = [f"{form}{data}"] if form.endswith("=") else [form, str(data)]
+    try:
+        before = set(Path("/var/tmp").iterdir())
+        result = subprocess.run(
+            [*HPCAI, "rehearse", "gw", "--site", "hal", "--", "--smoke", *words],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert (result.returncode, result.stderr) == (
+            2,
+            f"hpcai: error: rehearse: the training argument {data} is under /tmp, which each emulated node replaces "
+            "with its own; expected it elsewhere (e.g. under /var/tmp)\n",
+        )
+        assert set(Path("/var/tmp").iterdir()) == before
+    finally:
+        shutil.rmtree(data.parent, ignore_errors=True)
+
+
 @pytest.mark.parametrize("placed", ["environment", "kit"])
 def test_an_environment_or_kit_under_tmp_is_refused_naming_it(placed):
     """Each emulated node has its own /tmp: a venv or kit there would be invisible to the ranks (a venv through a

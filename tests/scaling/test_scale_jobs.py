@@ -232,6 +232,24 @@ def test_an_emulated_study_writing_under_tmp_is_refused(hpcai):
         shutil.rmtree(out.parent, ignore_errors=True)
 
 
+def test_an_emulated_study_with_data_under_tmp_is_refused(hpcai, tmp_path):
+    """A train argument naming a file under /tmp would be looked for in each node's own /tmp; one line, nothing."""
+    data = Path(tempfile.mkdtemp(dir="/tmp")) / "gw.h5"
+    out = Path(tempfile.mkdtemp(dir="/var/tmp")) / "scale"
+    try:
+        args = ("--ranks", "1", "--site", "hal", "--submit", "--emulate", "--out", str(out), "--", "--data", str(data))
+        result = hpcai("scale", "gw", *args)
+        assert (result.returncode, result.stderr) == (
+            2,
+            f"hpcai: error: scale --emulate: the training argument {data} is under /tmp, which each emulated node "
+            "replaces with its own; expected it elsewhere (e.g. under /var/tmp)\n",
+        )
+        assert not out.exists()
+    finally:
+        shutil.rmtree(data.parent, ignore_errors=True)
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
 @pytest.mark.parametrize(
     ("text", "state", "ended", "succeeded"),
     [
