@@ -217,36 +217,27 @@ def test_counts_a_site_cannot_hold_are_refused_before_anything_is_written(hpcai,
     assert not out.exists()
 
 
-def test_an_emulated_study_writing_under_tmp_is_refused(hpcai):
-    """The emulated nodes have their own /tmp: runs there would be invisible to them; one line, nothing written."""
-    out = Path(tempfile.mkdtemp(dir="/tmp")) / "scale"
+@pytest.mark.parametrize("placed", ["out", "data"])
+def test_an_emulated_study_with_a_path_under_tmp_is_refused(hpcai, placed):
+    """The emulated nodes have their own /tmp: runs written there, or data read from there (a train argument),
+    would be invisible to them; one line naming the path, nothing written."""
+    private = Path(tempfile.mkdtemp(dir="/tmp"))
+    if placed == "out":
+        out, named, what, train = private / "scale", private / "scale", "--out: the runs' directory", ()
+    else:
+        out, named = Path(tempfile.mkdtemp(dir="/var/tmp")) / "scale", private / "gw.h5"
+        what, train = "scale --emulate: the training argument", ("--", "--data", named)
     try:
-        result = hpcai("scale", "gw", "--ranks", "1", "--site", "hal", "--submit", "--emulate", "--out", str(out))
+        args = ("--ranks", "1", "--site", "hal", "--submit", "--emulate", "--out", out, *train)
+        result = hpcai("scale", "gw", *map(str, args))
         assert (result.returncode, result.stderr) == (
             2,
-            f"hpcai: error: --out: the runs' directory {out} is under /tmp, which each emulated node replaces with "
-            "its own; expected it elsewhere (e.g. under /var/tmp)\n",
+            f"hpcai: error: {what} {named} is under /tmp, which each emulated node replaces with its own; expected "
+            "it elsewhere (e.g. under /var/tmp)\n",
         )
         assert not out.exists()
     finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
-
-
-def test_an_emulated_study_with_data_under_tmp_is_refused(hpcai, tmp_path):
-    """A train argument naming a file under /tmp would be looked for in each node's own /tmp; one line, nothing."""
-    data = Path(tempfile.mkdtemp(dir="/tmp")) / "gw.h5"
-    out = Path(tempfile.mkdtemp(dir="/var/tmp")) / "scale"
-    try:
-        args = ("--ranks", "1", "--site", "hal", "--submit", "--emulate", "--out", str(out), "--", "--data", str(data))
-        result = hpcai("scale", "gw", *args)
-        assert (result.returncode, result.stderr) == (
-            2,
-            f"hpcai: error: scale --emulate: the training argument {data} is under /tmp, which each emulated node "
-            "replaces with its own; expected it elsewhere (e.g. under /var/tmp)\n",
-        )
-        assert not out.exists()
-    finally:
-        shutil.rmtree(data.parent, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(out.parent, ignore_errors=True)
 
 
