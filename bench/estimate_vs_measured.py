@@ -47,9 +47,8 @@ FIT_CSV = [sys.executable, "-m", "hpcai_tf", "estimate", "resnet50", "--site", "
 CURVE = REPO / "bench" / "data" / "dlperf-mxnet-resnet50-v100.csv"
 
 
-def best_calibration(paths: list[Path], workload: str, site):
+def best_calibration(found: list, workload: str):
     """The rounds' calibrations as one: the fastest alone and the fastest shared measurement (with its spread)."""
-    found = [read_calibration(path, site) for path in paths]
     entries = [c.workloads[workload] for c in found]
     alone = min(entries, key=lambda e: e.step_time_s)
     shared = min(entries, key=lambda e: e.shared_step_time_s)
@@ -71,21 +70,22 @@ def one_workload(workload: str, tmp: Path, env: dict, rounds: int) -> tuple[floa
         hpcai("scale", workload, "--ranks", "1,2", "--out", str(out), "--", *argv, env=env)
         for ranks in runs:
             runs[ranks].append(read_run(out / f"{workload}-{ranks}ranks"))
-    best = {ranks: max(found, key=lambda run: run.throughput) for ranks, found in runs.items()}
+    best = {ranks: max(done, key=lambda run: run.throughput) for ranks, done in runs.items()}
     measured = best[2].throughput / (2 * best[1].throughput)
     size = model_size(workload, smoke=True)
-    calibration = best_calibration(calibrations, workload, site)
+    found = [read_calibration(path, site) for path in calibrations]
+    calibration = best_calibration(found, workload)
     predicted_rows = predicted_efficiency(calibration, workload, site, size)
     predicted = predicted_rows[1].efficiency
     entry = calibration.workloads[workload]
     paired = []
-    for round_, path in enumerate(calibrations):
-        alone = predicted_efficiency(read_calibration(path, site), workload, site, size)[1].efficiency
+    for round_, own in enumerate(found):
+        alone = predicted_efficiency(own, workload, site, size)[1].efficiency
         paired.append((alone, runs[2][round_].throughput / (2 * runs[1][round_].throughput)))
-    for ranks, found in runs.items():
-        shown = ", ".join(f"{run.throughput:.1f}" for run in found)
+    for ranks, measured_runs in runs.items():
+        shown = ", ".join(f"{run.throughput:.1f}" for run in measured_runs)
         print(f"  {ranks} rank(s), samples/s per round: {shown}")
-    per_round = [read_calibration(path, site).workloads[workload] for path in calibrations]
+    per_round = [own.workloads[workload] for own in found]
     shown = ", ".join(f"{e.step_time_s * 1e3:.1f}/{e.shared_step_time_s * 1e3:.1f}" for e in per_round)
     print(f"  calibration per round, step ms alone/shared: {shown}")
     print(

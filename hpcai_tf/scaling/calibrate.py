@@ -78,32 +78,42 @@ class Place:
     def where(self) -> str:
         return f"the image {self.image}" if self.image else "this Python"
 
+    @property
+    def container(self) -> list[str]:
+        """``RUNTIME exec IMAGE``, what a command inside the image starts with; nothing on the host."""
+        return [str(self.runtime), "exec", str(self.image)] if self.image else []
+
+    @property
+    def inner_python(self) -> list[str]:
+        """The Python as seen where the processes run: this one, or the image's (:data:`IMAGE_PYTHON`)."""
+        return IMAGE_PYTHON if self.image else [sys.executable]
+
     def python(self) -> list[str]:
-        """The Python to run ``-m`` modules with. In an image ``-P``: the working directory (where the caller's
-        relative paths point, and maybe a kit checkout) is not put on sys.path, so the image's own kit runs."""
-        if self.image is None:
-            return [sys.executable]
-        return [str(self.runtime), "exec", str(self.image), *IMAGE_PYTHON]
+        """The Python to run ``-m`` modules with, from the host. In an image ``-P``: the working directory (where
+        the caller's relative paths point, and maybe a kit checkout) is not put on sys.path, so the image's own kit
+        runs."""
+        return [*self.container, *self.inner_python]
 
     def mpirun(self, ranks: int, program: Sequence[str], env: Mapping[str, str]) -> list[str]:
         """``mpirun -np ranks PROGRAM`` as the kit runs it: the host's mpirun, or the image's inside the image."""
         if self.image is None:
             return mpirun_command(ranks, program, env, mpirun=find_mpirun(env))
-        return [str(self.runtime), "exec", str(self.image), *mpirun_command(ranks, program, env)]
+        return [*self.container, *mpirun_command(ranks, program, env)]
 
 
 STACK_PROBE = (
-    "import json, platform; from importlib import metadata as m\n"
+    "import json, platform, sys; from importlib import metadata as m\n"
     "def v(p):\n    try: return m.version(p)\n    except m.PackageNotFoundError: return None\n"
-    "print(json.dumps({'python': platform.python_version(), 'tensorflow': v(TF), 'horovod': v('horovod')}))"
+    "print(json.dumps({'python': platform.python_version(), 'tensorflow': v(sys.argv[1]), 'horovod': v('horovod')}))"
 )
-"""What :func:`check_stack` runs with the place's Python: its Python, TensorFlow and Horovod versions as JSON."""
+"""What :func:`check_stack` runs with the place's Python, TensorFlow's distribution name as its argument: its
+Python, TensorFlow and Horovod versions as JSON."""
 
 
 def check_stack(site: Site, place: Place = Place()) -> dict[str, str]:
     """The TensorFlow and Horovod where the calibration runs, refused if they are not the site's pins (another
     stack, another fit)."""
-    probe = [*place.python(), "-c", STACK_PROBE.replace("TF", repr(site.stack.tensorflow_package))]
+    probe = [*place.python(), "-c", STACK_PROBE, site.stack.tensorflow_package]
     done = subprocess.run(probe, capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [""])[-1]
@@ -127,7 +137,7 @@ def image_record(place: Place) -> str | dict:
     (site, kit version, constraints file and digest)."""
     if place.image is None:
         return "host"
-    shown = [str(place.runtime), "exec", str(place.image), "cat", IMAGE_PATHS.provenance]
+    shown = [*place.container, "cat", IMAGE_PATHS.provenance]
     done = subprocess.run(shown, capture_output=True, text=True)
     inside = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip().startswith("{") else {}
     return {
@@ -222,8 +232,7 @@ def run_probe(
         raise KitError(f"--site {site.id}: its launcher is jsrun (LSF), which cannot run here")
     shapes = work / "gradients.json"
     shapes.write_text(json.dumps(gradients), encoding="utf-8")
-    python = IMAGE_PYTHON if place.image else [sys.executable]
-    program = [*python, "-m", "hpcai_tf.scaling.collective_probe", "--sizes", ",".join(map(str, sizes))]
+    program = [*place.inner_python, "-m", "hpcai_tf.scaling.collective_probe", "--sizes", ",".join(map(str, sizes))]
     program += ["--repeats", str(repeats), "--gradients", str(shapes)]
     run_env = mpirun_environment(env, {})
     command = place.mpirun(ranks, program, run_env)
