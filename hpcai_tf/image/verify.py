@@ -216,17 +216,25 @@ def judge_check_build(site: Site, output: str) -> tuple[bool, str]:
     return True, "; ".join(f"{kind}: {', '.join(names)}" for kind, names in built.items())
 
 
+def missing_ranks(records: list[dict], ranks: int) -> str | None:
+    """Why a multi-rank check's records do not come from ranks 0 to ``ranks - 1`` (with the first error one
+    reported), or None when they do."""
+    reported = sorted(r.get("rank", -1) for r in records)
+    if reported == list(range(ranks)):
+        return None
+    errors = [r["error"] for r in records if "error" in r]
+    why = f": {errors[0]}" if errors else ""
+    return f"ranks reporting {reported}, expected {list(range(ranks))}{why}"
+
+
 def judge_ranks(check: str, output: str, ranks: int) -> tuple[bool, str]:
     """A multi-rank check holds when every rank reported, each with ``ok``."""
     records = selftest_records(output, check)
-    reported = sorted(r.get("rank", -1) for r in records)
-    if reported != list(range(ranks)):
-        errors = [r["error"] for r in records if "error" in r]
-        why = f": {errors[0]}" if errors else ""
-        return False, f"ranks reporting {reported}, expected {list(range(ranks))}{why}"
+    if missing := missing_ranks(records, ranks):
+        return False, missing
     bad = [r for r in records if not r.get("ok") or r.get("size") != ranks]
     if check == "allreduce":
-        detail = f"sum {records[0]['sum']:g} (expected {records[0]['expected']:g}) on ranks {reported}"
+        detail = f"sum {records[0]['sum']:g} (expected {records[0]['expected']:g}) on ranks {list(range(ranks))}"
     else:
         detail = "; ".join(
             f"rank {r['rank']} loss {r['loss'][0]:.3g} -> {r['loss'][-1]:.3g}"
@@ -331,11 +339,8 @@ def judge_gpu(output: str, site: Site) -> tuple[bool, str]:
 def judge_gpu_allreduce(output: str, ranks: int) -> tuple[bool, str]:
     """Every rank reported the right sum of tensors held on its GPU; whether Horovod used NCCL."""
     records = selftest_records(output, "gpu-allreduce")
-    reported = sorted(r.get("rank", -1) for r in records)
-    if reported != list(range(ranks)):
-        errors = [r["error"] for r in records if "error" in r]
-        why = f": {errors[0]}" if errors else ""
-        return False, f"ranks reporting {reported}, expected {list(range(ranks))}{why}"
+    if missing := missing_ranks(records, ranks):
+        return False, missing
     bad = [r["rank"] for r in records if not r.get("ok")]
     route = "NCCL" if all(r["nccl_built"] for r in records) else "MPI through host memory (Horovod has no NCCL)"
     detail = f"sum {records[0].get('sum', 0):g} (expected {records[0].get('expected', 0):g}) over {ranks} GPUs, {route}"
