@@ -20,6 +20,7 @@ from typing import ClassVar, Protocol
 from hpcai_tf.errors import KitError
 from hpcai_tf.files import write_bytes_atomic
 from hpcai_tf.recipes.image_labels import OCI_TITLE, OCI_VERSION
+from hpcai_tf.train import DEFAULT_BACKEND
 from hpcai_tf.train.metrics_log import METRICS_FILE, read_numbered_records
 
 
@@ -175,7 +176,7 @@ def read_run(run_dir: Path) -> Run:
     for key, value in (("site", site), ("image title", image_name), ("image version", version or "")):
         if not isinstance(value, str):
             raise KitError(f"{where}: {key} expected a string, got {_shown(value)}")
-    backend = provenance.get("backend", "horovod")
+    backend = provenance.get("backend", DEFAULT_BACKEND)
     if not isinstance(backend, str):
         raise KitError(f"{where}: backend expected a string, got {_shown(backend)}")
     last_epoch_line, last_epoch = epochs[-1]

@@ -17,13 +17,3 @@ def weights_digest(variables: Iterable[Any]) -> str:
         digest.update(f"{variable.name}|{value.shape}|{value.dtype}|".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
-
-
-def average_non_trainable(model: Any, ranks: Any) -> None:
-    """Average non-trainable float variables (BatchNorm moving statistics) over ranks, in place.
-
-    Each rank normalises its own data, so the moving statistics drift apart; averaging them makes every rank hold
-    the same model before a checkpoint or an evaluation (the backend does it: :meth:`Backend.average_non_trainable`).
-    """
-    if ranks.distributed:
-        ranks.backend.average_non_trainable(model)

@@ -114,6 +114,14 @@ class Ranks:
             return values
         return np.asarray(self.backend.allreduce_sum(values, name), dtype=np.float64)  # type: ignore[union-attr]
 
+    def average_non_trainable(self, model: Any) -> None:
+        """Average the model's non-trainable float variables (BatchNorm moving statistics) over ranks, in place.
+
+        Each rank normalises its own data, so the moving statistics drift apart; averaging them makes every rank
+        hold the same model before a checkpoint or an evaluation (the backend does it)."""
+        if self.distributed:
+            self.backend.average_non_trainable(model)  # type: ignore[union-attr]
+
     def any(self, flag: bool, name: str) -> bool:
         """True on every rank if ``flag`` is true on any rank (a tiny allreduce)."""
         return bool(self.allreduce_sum(np.array([1.0 if flag else 0.0]), name)[0] > 0)

@@ -28,11 +28,11 @@ from hpcai_tf.train.checkpoint import (
     variables_by_name,
 )
 from hpcai_tf.train.config import Config, resolve_config
-from hpcai_tf.train.digest import average_non_trainable, weights_digest
+from hpcai_tf.train.digest import weights_digest
 from hpcai_tf.train.distributed import AgreedError, Ranks, hostname, init_ranks
 from hpcai_tf.train.launcher_env import detect_launcher
 from hpcai_tf.train.metrics_log import MetricsLog
-from hpcai_tf.train.options import DEFAULT_COLLECTIVE_TIMEOUT, TrainOptions, check_backend_options
+from hpcai_tf.train.options import DEFAULT_COLLECTIVE_TIMEOUT, TrainOptions
 from hpcai_tf.train.provenance import now_iso, provenance_record
 from hpcai_tf.train.run_dir import (
     RunDirBefore,
@@ -119,7 +119,6 @@ def run_rank(options: TrainOptions) -> int:
     flag = PreemptionFlag().install()
     try:
         try:
-            check_backend_options(options)
             config = run_config(options)
         except KitError as err:
             raise AgreedError(str(err)) from None  # every rank resolves the same configuration
@@ -219,7 +218,7 @@ class Trainer:
 
     def _checkpoint(self, model: Any, state: TrainState, path: Path) -> None:
         """Average BatchNorm statistics (every rank), then rank 0 writes the checkpoint atomically."""
-        average_non_trainable(model, self.ranks)
+        self.ranks.average_non_trainable(model)
         if self.ranks.is_root:
             read = self.backend.local_value
             save_checkpoint(
@@ -403,7 +402,7 @@ class Trainer:
         if control.preempted and state.step < steps:
             return self._stop(state, path, reason="signal", model=model)
         logs = {key: values[-1] for key, values in history.history.items()}
-        average_non_trainable(model, self.ranks)  # validate the model every rank holds, as it is checkpointed
+        self.ranks.average_non_trainable(model)  # validate the model every rank holds, as it is checkpointed
         if data.validation is not None:
             validation = self.backend.dataset(data.validation)
             val = model.evaluate(validation, steps=data.validation_steps, verbose=0, return_dict=True)

@@ -13,6 +13,7 @@ from typing import Any
 from hpcai_tf import __version__
 from hpcai_tf.errors import KitError
 from hpcai_tf.train.image_contract import IMAGE_PATHS, PROVENANCE_VARIABLE, SITE_VARIABLE
+from hpcai_tf.train.options import DEFAULT_BACKEND
 
 DEFAULT_PROVENANCE_PATH = IMAGE_PATHS.provenance
 ENV_PREFIXES = ("HOROVOD_", "NCCL_", "OMPI_MCA_")
@@ -80,13 +81,13 @@ def provenance_record(
     data: Mapping[str, Any],
     resumed_from: Mapping[str, Any] | None,
     launcher: str | None,
-    backend: str = "horovod",
+    backend: str = DEFAULT_BACKEND,
     backend_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record; Horovod's build is read only under ``--backend horovod`` (an MWMS run needs no Horovod)."""
     import tensorflow as tf
 
-    build = horovod_build() if backend == "horovod" else {"version": None}
+    build = horovod_build() if backend == "horovod" else None
     return {
         "type": "provenance",
         "workload": workload,
@@ -97,8 +98,8 @@ def provenance_record(
         "tensorflow": tf.__version__,
         "backend": backend,
         "backend_settings": dict(backend_settings or {}),
-        "horovod": build["version"],
-        "horovod_build": build if backend == "horovod" else None,
+        "horovod": build and build["version"],
+        "horovod_build": build,
         "mpi": mpi_library_version(),
         "python": platform.python_version(),
         "threads_per_rank": {

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from importlib import metadata
 from types import ModuleType
 
+from hpcai_tf.train.options import DEFAULT_BACKEND
+
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 """Log threshold of TensorFlow's C++ side: 2 hides INFO and WARNING, keeps ERROR."""
 QUIET_MWMS = {"TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -45,7 +47,7 @@ def has_tf_keras() -> bool:
     return True
 
 
-def tensorflow_environment(backend: str = "horovod") -> dict[str, str]:
+def tensorflow_environment(backend: str = DEFAULT_BACKEND) -> dict[str, str]:
     """The variables (name: default) the kit sets before TensorFlow is imported, for this Python's stack."""
     env = dict(QUIET_MWMS if backend == "mwms" else QUIET)
     if has_tf_keras():
@@ -53,7 +55,9 @@ def tensorflow_environment(backend: str = "horovod") -> dict[str, str]:
     return env
 
 
-def prepare_tensorflow(env: MutableMapping[str, str] | None = None, backend: str = "horovod") -> Mapping[str, str]:
+def prepare_tensorflow(
+    env: MutableMapping[str, str] | None = None, backend: str = DEFAULT_BACKEND
+) -> Mapping[str, str]:
     """Set each of :func:`tensorflow_environment`'s variables in ``env`` (default os.environ) unless already set."""
     env = os.environ if env is None else env
     for name, value in tensorflow_environment(backend).items():
