@@ -177,10 +177,9 @@ class MwmsBackend:
 
     name = "mwms"
 
-    def __init__(self, strategy: Any, plan: WorkerPlan, timeout: float):
+    def __init__(self, strategy: Any, plan: WorkerPlan):
         self.strategy = strategy
         self.plan = plan
-        self.timeout = timeout
 
     # ----------------------------------------------------------------------------------- collectives
     def _in_replica(self, fn: Callable[[Any], Any]) -> Any:
@@ -316,5 +315,5 @@ def init_mwms(*, deterministic: bool, seed: int, collective_timeout: float) -> R
             "expected one device per worker"
         )
     seed_everything(seed, deterministic=deterministic)
-    backend = MwmsBackend(strategy, plan, collective_timeout)
+    backend = MwmsBackend(strategy, plan)
     return Ranks(plan.rank, plan.size, plan.local_rank, plan.local_size, backend)

@@ -27,6 +27,17 @@ def _as_int(value: str | None) -> int | None:
         return None
 
 
+SLURM_OUTSIDE_STEPS = ("batch", "extern", "4294967294", "4294967295")
+"""``SLURM_STEP_ID`` of a batch script's own step and of the extern step (numerically 4294967294 and 4294967295):
+not tasks of a job step."""
+
+
+def in_slurm_step(env: Mapping[str, str]) -> bool:
+    """Whether this process is a task of a Slurm job step (started by srun), not the batch script itself."""
+    step = env.get("SLURM_STEP_ID", env.get("SLURM_STEPID", ""))
+    return step not in ("", *SLURM_OUTSIDE_STEPS)
+
+
 def detect_launcher(env: Mapping[str, str] | None = None) -> LauncherTasks | None:
     """The launcher this process runs under, or None for a process started by hand."""
     env = os.environ if env is None else env
@@ -40,10 +51,7 @@ def detect_launcher(env: Mapping[str, str] | None = None) -> LauncherTasks | Non
         tasks = _as_int(env.get(variable))
         if tasks is not None:
             return LauncherTasks(launcher, tasks, variable)
-    step = env.get("SLURM_STEP_ID", env.get("SLURM_STEPID", ""))
-    # The batch script's own step is "batch" (numeric 4294967294), the extern step "extern" (4294967295).
-    in_step = step not in ("", "batch", "extern", "4294967294", "4294967295")
-    if in_step and "SLURM_STEP_NUM_TASKS" in env and "SLURM_PROCID" in env:
+    if in_slurm_step(env) and "SLURM_STEP_NUM_TASKS" in env and "SLURM_PROCID" in env:
         return LauncherTasks("srun", _as_int(env["SLURM_STEP_NUM_TASKS"]), "SLURM_STEP_NUM_TASKS")
     if "PMIX_RANK" in env:
         return LauncherTasks("PMIx launcher", None, "PMIX_RANK")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from hpcai_tf.errors import KitError
 from hpcai_tf.train.image_contract import WORKER_ADDRESS_VARIABLE
+from hpcai_tf.train.launcher_env import in_slurm_step
 
 TF_CONFIG = "TF_CONFIG"
 DEFAULT_PORT_BASE = 23456
@@ -38,8 +39,6 @@ OPEN_MPI = ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOC
 JSRUN = ("JSM_NAMESPACE_RANK", "JSM_NAMESPACE_SIZE", "JSM_NAMESPACE_LOCAL_RANK", "JSM_NAMESPACE_LOCAL_SIZE")
 JSRUN_HOSTS = "LSB_MCPU_HOSTS"
 SRUN = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_STEP_NODELIST", "SLURM_STEP_TASKS_PER_NODE")
-SLURM_OUTSIDE_STEPS = ("batch", "extern", "4294967294", "4294967295")
-"""``SLURM_STEP_ID`` of a batch script and of the extern step: not tasks of a job step."""
 
 
 @dataclass(frozen=True)
@@ -84,12 +83,6 @@ def _check_rank(launcher: str, rank: int, size: int, local_rank: int, local_size
         )
 
 
-def in_slurm_step(env: Mapping[str, str]) -> bool:
-    """Whether this process is a task of a Slurm job step (started by srun), not the batch script itself."""
-    step = env.get("SLURM_STEP_ID", env.get("SLURM_STEPID", ""))
-    return step not in ("", *SLURM_OUTSIDE_STEPS)
-
-
 def worker_place(env: Mapping[str, str]) -> WorkerPlace | None:
     """This task's place from its launcher's variables; None for a process no launcher started (one worker).
 
@@ -129,8 +122,8 @@ def worker_place(env: Mapping[str, str]) -> WorkerPlace | None:
         return WorkerPlace("srun", rank, size, local_rank, local_size, tuple(hosts))
     if env.get("SLURM_PROCID", "0").strip() not in ("", "0"):
         _require(env, ("SLURM_STEP_ID", *SRUN), "srun")  # a rank started by hand, outside a job step
-    if "PMI_RANK" in env or "PMIX_RANK" in env or "MV2_COMM_WORLD_RANK" in env:
-        found = next(name for name in ("PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK") if name in env)
+    found = next((name for name in ("PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK") if name in env), None)
+    if found:
         raise KitError(
             f"--backend mwms: started by a launcher the kit cannot read the workers from ({found}); use srun, "
             "Open MPI's mpirun or jsrun, or set TF_CONFIG yourself"
