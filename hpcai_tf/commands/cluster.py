@@ -48,23 +48,23 @@ def _cluster(args: argparse.Namespace) -> int:
     from hpcai_tf.commands.rehearse import refuse_non_slurm
     from hpcai_tf.launch.emulated_cluster import EmulatedCluster, check_root, default_root, shape_for_site
 
-    refuse_non_slurm(args.site)
+    site = load_site(args.site)
+    refuse_non_slurm(site)
     nodes = _count(args.nodes, "--nodes")
-    shape = shape_for_site(load_site(args.site), nodes, args.node_type)  # type: ignore[arg-type]
+    shape = shape_for_site(site, nodes, args.node_type)  # type: ignore[arg-type]
     root = check_root(args.cluster_dir, "--cluster-dir") if args.cluster_dir else default_root()
     cluster = EmulatedCluster(shape, root)
     try:
         with cluster:
             print(
                 f"hpcai cluster: {len(cluster.node_names)} nodes of {shape.site_id} ({', '.join(cluster.node_names)}) "
-                f"in {cluster.root}; daemon pids {' '.join(f'{n}={p}' for n, p in cluster.pids().items())}"
+                f"in {cluster.root}; daemon pids {cluster.pids_text}"
             )
             print("export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in cluster.own_env.items()))
             print(f"hpcai cluster: submit from {cluster.shared} (the nodes' shared directory); Ctrl-C stops it")
             sys.stdout.flush()
             while True:
-                dead = [name for name, process in cluster.processes.items() if process.poll() is not None]
-                if dead:
+                if dead := cluster.dead_daemons():
                     raise KitError(f"cluster: {', '.join(dead)} exited; logs under {cluster.root / 'log'}")
                 time.sleep(POLL_S)
     except KeyboardInterrupt:

@@ -18,10 +18,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcai_tf.commands.launch import _count, add_backend_option, add_job_options, launch_request
 from hpcai_tf.errors import KitError
 from hpcai_tf.train import WORKLOADS
+
+if TYPE_CHECKING:
+    from hpcai_tf.catalog import Site
 
 DEFAULT_TIMEOUT_S = 900
 POLL_S = 1.0
@@ -77,11 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     rehearse.set_defaults(func=_rehearse, passthrough_to="hpcai train")
 
 
-def refuse_non_slurm(site_id: str) -> None:
+def refuse_non_slurm(site: Site) -> None:
     """One line for a site this machine cannot emulate (no LSF here)."""
-    from hpcai_tf.catalog import load_catalog, load_site
+    from hpcai_tf.catalog import load_catalog
 
-    site = load_site(site_id)
     if site.scheduler.kind != "slurm":
         slurm = ", ".join(s.id for s in load_catalog() if s.scheduler.kind == "slurm")
         raise KitError(
@@ -91,6 +94,7 @@ def refuse_non_slurm(site_id: str) -> None:
 
 
 def _rehearse(args: argparse.Namespace) -> int:
+    from hpcai_tf.catalog import load_site
     from hpcai_tf.launch.emulated_cluster import (
         EmulatedCluster,
         check_host_environment,
@@ -101,9 +105,9 @@ def _rehearse(args: argparse.Namespace) -> int:
         shape_for_site,
     )
     from hpcai_tf.launch.job_script import host_hpcai
-    from hpcai_tf.launch.rehearsal import in_image, rehearsal_script, shared_path
+    from hpcai_tf.launch.rehearsal import in_image, rehearsal_request, rehearsal_script
 
-    refuse_non_slurm(args.site)
+    refuse_non_slurm(load_site(args.site))
     nodes = _count(args.nodes, "--nodes")
     timeout = _count(args.timeout, "--timeout")
     if timeout is None or timeout < 10:
@@ -131,10 +135,11 @@ def _rehearse(args: argparse.Namespace) -> int:
         with cluster:
             print(
                 f"hpcai rehearse: cluster {cluster.root}: nodes {', '.join(cluster.node_names)}; "
-                f"daemon pids {' '.join(f'{n}={p}' for n, p in cluster.pids().items())}",
+                f"daemon pids {cluster.pids_text}",
                 flush=True,
             )
-            run_root = Path(shared_path(request.run_root, cluster.shared)) if request.run_root else None
+            moved = rehearsal_request(request, cluster.shared, hpcai).run_root  # where the submitted script's runs go
+            run_root = Path(moved) if moved else None
             status = run_rehearsal(cluster, rehearsal.submitted, request.workload, timeout, run_root, args.preempt)
         return status
     finally:
@@ -164,7 +169,7 @@ def run_rehearsal(
     """Submit, wait (noticing a lost node; with ``preempt``, signalling the job once training has started), then
     report; the exit status of ``hpcai rehearse``. Runs go to ``run_root/runs`` (default: the shared directory)."""
     from hpcai_tf.files import write_atomic
-    from hpcai_tf.launch.job_state import query_state, scontrol_fields
+    from hpcai_tf.launch.job_state import query_state
     from hpcai_tf.train.metrics_log import METRICS_FILE
 
     shared = cluster.shared
@@ -179,7 +184,7 @@ def run_rehearsal(
     state = query_state("slurm", job_id, cluster.env)
     while not state.ended("slurm"):
         if time.monotonic() - started > timeout:
-            fields = scontrol_fields(cluster.run("scontrol", "show", "job", "-o", job_id, check=False).stdout)
+            fields = _job_fields(cluster, job_id)
             raise KitError(
                 f"rehearse: job {job_id} not ended after {timeout:.0f} s (--timeout); last {state.state} "
                 f"(reason {fields.get('Reason', 'unknown')}); logs under {cluster.root / 'log'}"
@@ -198,8 +203,7 @@ def run_rehearsal(
         if state.ended("slurm"):
             how = f"the job ended {state.state} (exit {state.exit_code})"
         else:
-            fields = scontrol_fields(cluster.run("scontrol", "show", "job", "-o", job_id, check=False).stdout)
-            if fields.get("Restarts", "0") not in ("", "0"):
+            if _restarts(_job_fields(cluster, job_id)):
                 how = f"Slurm requeued the job (to wait for nodes), now {state.state}"
             else:
                 how = f"the job's script exited (exit {state.exit_code}), now {state.state}"
@@ -209,11 +213,20 @@ def run_rehearsal(
             file=sys.stderr,
         )
         return 1
-    restarts = None
-    if preempt:
-        fields = scontrol_fields(cluster.run("scontrol", "show", "job", "-o", job_id, check=False).stdout)
-        restarts = int(fields.get("Restarts", "0") or 0)
+    restarts = _restarts(_job_fields(cluster, job_id)) if preempt else None
     return report_run(run_dir, job_id, state.state, state.exit_code, restarts=restarts)
+
+
+def _job_fields(cluster, job_id: str) -> dict[str, str]:
+    """``scontrol show job -o JOB`` on the emulated cluster, as fields (empty once Slurm has forgotten the job)."""
+    from hpcai_tf.launch.job_state import scontrol_fields
+
+    return scontrol_fields(cluster.run("scontrol", "show", "job", "-o", job_id, check=False).stdout)
+
+
+def _restarts(fields: dict[str, str]) -> int:
+    """How often Slurm has requeued the job (its ``Restarts`` field; 0 when absent)."""
+    return int(fields.get("Restarts") or 0)
 
 
 def _training_started(metrics: Path) -> bool:

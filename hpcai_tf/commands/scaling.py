@@ -216,7 +216,7 @@ def _scale(args: argparse.Namespace) -> int:
 
 def _scale_jobs(args: argparse.Namespace) -> list[Path] | None:
     """Submit one job per rank count; the run directories once all have ended (None with --no-wait)."""
-    from hpcai_tf.launch.scale_jobs import submit_scale_jobs, wait_and_check
+    from hpcai_tf.launch.scale_jobs import announce_jobs, submit_scale_jobs, wait_and_check
 
     if not (args.submit and args.site):
         raise KitError("--site and --submit: give both to run the counts as batch jobs (neither: mpirun here)")
@@ -232,11 +232,10 @@ def _scale_jobs(args: argparse.Namespace) -> list[Path] | None:
 
         if args.no_wait:
             raise KitError("--no-wait: the emulated cluster stops when hpcai scale ends; expected it without --emulate")
-        refuse_non_slurm(args.site)
+        refuse_non_slurm(base.site)
         return emulated_scale(base, args.ranks, args.out, per, args.poll)
     jobs = submit_scale_jobs(base, args.ranks, args.out, ranks_per_node=per)
-    for job in jobs:
-        print(f"hpcai scale: {job.ranks} rank(s) on {job.nodes} node(s): job {job.job_id} -> {job.run_dir}", flush=True)
+    announce_jobs(jobs)
     if args.no_wait:
         print(f"hpcai scale: not waiting; when the jobs have ended: hpcai report {args.out}/runs/* --out {args.out}")
         return None

@@ -338,6 +338,15 @@ class EmulatedCluster:
         """Each daemon's PID, by name (``munged``, ``slurmctld``, ``slurmd:<node>``)."""
         return {name: process.pid for name, process in self.processes.items()}
 
+    @property
+    def pids_text(self) -> str:
+        """:meth:`pids` as the commands print it: ``munged=PID slurmctld=PID slurmd:n1=PID ...``."""
+        return " ".join(f"{name}={pid}" for name, pid in self.pids().items())
+
+    def dead_daemons(self) -> list[str]:
+        """The daemons (names as in :meth:`pids`) that have exited."""
+        return [name for name, process in self.processes.items() if process.poll() is not None]
+
     def run(
         self, *argv: str, check: bool = True, timeout: float = 60, cwd: Path | None = None
     ) -> subprocess.CompletedProcess:
@@ -450,8 +459,7 @@ class EmulatedCluster:
             self._namespaces[node.name] = namespace_of(self.processes[f"slurmd:{node.name}"].pid) or ""
 
     def _all_idle(self) -> bool:
-        dead = [name for name, process in self.processes.items() if process.poll() is not None]
-        if dead:
+        if dead := self.dead_daemons():
             raise KitError(f"emulated cluster: {', '.join(dead)} stopped at start; logs under {self.root / 'log'}")
         out = self.run("sinfo", "-h", "-N", "-o", "%N %T", check=False).stdout.split()
         states = dict(zip(out[::2], out[1::2], strict=False))

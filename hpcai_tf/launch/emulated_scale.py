@@ -28,7 +28,7 @@ from hpcai_tf.launch.emulated_cluster import (
 )
 from hpcai_tf.launch.job_script import LaunchRequest, host_hpcai
 from hpcai_tf.launch.rehearsal import rehearsal_script
-from hpcai_tf.launch.scale_jobs import plan_scale_jobs, submit_planned, wait_and_check
+from hpcai_tf.launch.scale_jobs import announce_jobs, plan_scale_jobs, submit_planned, wait_and_check
 
 DEFAULT_RANKS_PER_NODE = 1
 SERIAL = "--dependency=singleton"
@@ -58,16 +58,12 @@ def emulated_scale(
         with cluster:
             print(
                 f"hpcai scale: emulated cluster {cluster.root}: nodes {', '.join(cluster.node_names)}; "
-                f"daemon pids {' '.join(f'{n}={p}' for n, p in cluster.pids().items())}",
+                f"daemon pids {cluster.pids_text}",
                 flush=True,
             )
             submit = lambda text, script: cluster.sbatch(script, SERIAL, field="--emulate", cwd=out)  # noqa: E731
             jobs = submit_planned(base, planned, out, submit)
-            for job in jobs:
-                print(
-                    f"hpcai scale: {job.ranks} rank(s) on {job.nodes} node(s): job {job.job_id} -> {job.run_dir}",
-                    flush=True,
-                )
+            announce_jobs(jobs)
             run_dirs = wait_and_check(base.site, jobs, poll_s, env=cluster.env)
         succeeded = True
         return run_dirs

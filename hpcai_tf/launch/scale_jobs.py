@@ -121,6 +121,12 @@ def _write_manifest(out: Path, base: LaunchRequest, jobs: list[ScaleJob]) -> Non
     write_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
+def announce_jobs(jobs: list[ScaleJob]) -> None:
+    """One line per submitted job of a study: its ranks and nodes, its id and its run directory."""
+    for job in jobs:
+        print(f"hpcai scale: {job.ranks} rank(s) on {job.nodes} node(s): job {job.job_id} -> {job.run_dir}", flush=True)
+
+
 def wait_and_check(site: Site, jobs: list[ScaleJob], poll_s: float, env: dict[str, str] | None = None) -> list[Path]:
     """Wait for every job to end; the run directories, or a one-line error naming each job that did not succeed."""
     by_id = {job.job_id: job for job in jobs}
