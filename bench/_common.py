@@ -82,9 +82,14 @@ def after_warm_up(epochs: list[float]) -> float:
     return statistics.median(epochs[1:] or epochs)
 
 
-def run_throughput(run_dir: Path) -> float:
-    """A run directory's global samples/s: :func:`after_warm_up` of its epoch records."""
+def epoch_throughputs(run_dir: Path) -> list[float]:
+    """Global samples/s of every epoch of the run in ``run_dir``, in order."""
     from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
 
     records = read_records(run_dir / METRICS_FILE)
-    return after_warm_up([r["global_samples_per_sec"] for r in records if r.get("type") == "epoch"])
+    return [r["global_samples_per_sec"] for r in records if r.get("type") == "epoch"]
+
+
+def run_throughput(run_dir: Path) -> float:
+    """A run directory's global samples/s: :func:`after_warm_up` of its :func:`epoch_throughputs`."""
+    return after_warm_up(epoch_throughputs(run_dir))

@@ -16,14 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import ONE_THREAD, REPO, SMALL_RESNET, after_warm_up, container_env, load_average
+from _common import ONE_THREAD, REPO, SMALL_RESNET, after_warm_up, container_env, epoch_throughputs, load_average
 
 sys.path.insert(0, str(REPO))
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.image.docker_engine import docker_client, find_image
 from hpcai_tf.recipes.render import image_tag
-from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
 from hpcai_tf.train.mpirun_line import mpirun_line
 
 STACKS = ("local-tf215", "local")
@@ -48,12 +47,6 @@ def run(client, tag: str, work: Path, argv: list[str]) -> str:
     if code != 0:
         sys.exit(f"bench: {' '.join(argv)} in {tag} exited {code}:\n{output[-3000:]}")
     return output
-
-
-def epoch_throughputs(run_dir: Path) -> list[float]:
-    """Global samples/s of every epoch of the run, in order."""
-    records = read_records(run_dir / METRICS_FILE)
-    return [r["global_samples_per_sec"] for r in records if r.get("type") == "epoch"]
 
 
 def main() -> None:
