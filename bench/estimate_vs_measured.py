@@ -5,8 +5,9 @@
 Per workload (AI-GW smoke on its own 960 waveforms; small-image ResNet-50, 64x64, batch 16 per rank, synthetic
 data), every round runs, in this order:
 
-1. ``hpcai calibrate W --site local``: the step alone and with two runs at once, Horovod's collectives under
-   mpirun, the fits (no multi-rank training run is part of it);
+1. ``hpcai calibrate W --site local``: the step alone and with two runs at once, when each gradient is ready in
+   a 1-rank step, Horovod's collectives and the workload's backward pass beside its allreduces under mpirun, the
+   fits (no multi-rank training run is part of it);
 2. ``hpcai scale W --ranks 1,2``: the real 1- and 2-rank Horovod training runs, the measurement.
 
 One intra-op and one inter-op thread per rank, so that a rank is one of the node's two cores (the model's device).
@@ -88,6 +89,11 @@ def one_workload(workload: str, tmp: Path, env: dict, rounds: int) -> tuple[floa
     per_round = [own.workloads[workload] for own in found]
     shown = ", ".join(f"{e.step_time_s * 1e3:.1f}/{e.shared_step_time_s * 1e3:.1f}" for e in per_round)
     print(f"  calibration per round, step ms alone/shared: {shown}")
+    shown = ", ".join(
+        f"{e.probe_step_s * 1e3:.1f}/{e.probe_step_with_allreduce_s * 1e3:.1f} ms (rate {e.beside_rate:.2f})"
+        for e in per_round
+    )
+    print(f"  calibration per round, forward and backward pass alone/with its allreduces: {shown}")
     print(
         f"  calibration (best rounds): step {entry.step_time_s * 1e3:.1f} ms alone, "
         f"{entry.shared_step_time_s * 1e3:.1f} ms with 2 at once; gradients allreduced in "

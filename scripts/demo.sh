@@ -2,8 +2,9 @@
 # `make demo`: the main job on the local site, from nothing to a result.
 #   1. the catalog's sites and pins;
 #   2. a small AI-GW data set: IMRPhenomXAS waveforms from lalsuite, in units of the total mass;
-#   3. the node calibrated for the performance model (hpcai calibrate: one run alone, two at once, Horovod's
-#      collectives under mpirun; no multi-rank training run);
+#   3. the node calibrated for the performance model (hpcai calibrate: one run alone, two at once, when each
+#      gradient is ready in a 1-rank step, Horovod's collectives and the backward pass beside its allreduces
+#      under mpirun; no multi-rank training run);
 #   4. the AI-GW WaveNet trained with 1 and then 2 Horovod ranks (mpirun on this machine) and its scaling report;
 #   5. measured beside predicted, in one table and one plot.
 # Like with like: every rank runs one intra-op and one inter-op thread, so a rank is one of the node's cores (the

@@ -152,7 +152,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     estimate.add_argument(
         "--overlap",
         type=_number(float, 0, inclusive=True),
-        help="share of the allreduce that hides under the backward pass (default: measured, else 1 on GPUs, 0 on CPU)",
+        help="the allreduce's speed beside the backward pass, a share of its speed alone (default: calibrated, "
+        "else 1 on GPUs, 0 on CPU)",
     )
     estimate.add_argument("--fp16-allreduce", action="store_true", help="fp16 gradient compression")
     estimate.add_argument("--price", type=POSITIVE, help="USD per device-hour (default: the catalog's, if any)")
@@ -163,17 +164,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "calibrate",
         help="measure a site's node: compute alone and shared, Horovod collectives; fit the model's terms",
         description="On this node, with this Python's stack (which must be the site's) or inside the site's "
-        "image (--image SIF): `hpcai train WORKLOAD --ranks 1` alone and RANKS copies at once, then Horovod "
-        "all-gathers and allreduces under mpirun; fits latency, bandwidth, the reduction's cost and the per-step "
-        "overhead, and writes SITE.json (docs/performance-model.md). Arguments after `--` go to each `hpcai train` "
-        "(2 or more epochs; the first warms up).",
-        usage="hpcai calibrate WORKLOAD --site S [--ranks N] [--image SIF] [--out DIR] [-- TRAIN_ARGS ...]",
+        "image (--image SIF): `hpcai train WORKLOAD --ranks 1` alone and RANKS copies at once, when each "
+        "gradient becomes ready in a 1-rank step, then Horovod all-gathers and allreduces and the workload's "
+        "backward pass beside its allreduces under mpirun; fits latency, bandwidth, the reduction's cost, the "
+        "per-step overhead and the allreduce's speed beside the backward pass, and writes SITE.json "
+        "(docs/performance-model.md). Arguments after `--` go to each `hpcai train` (2 or more epochs; the first "
+        "warms up).",
+        usage="hpcai calibrate WORKLOAD --site S [--ranks N] [--image SIF | --across-nodes] [--out DIR] "
+        "[-- TRAIN_ARGS ...]",
     )
     calibrate.add_argument("workload", help="resnet50, gw or des")
     calibrate.add_argument("--site", required=True, help="site id from the catalog")
     calibrate.add_argument("--ranks", type=POSITIVE_INT, default=2, help="ranks of the shared node and the probe")
     calibrate.add_argument("--out", type=Path, help="directory for SITE.json (default: runs/calibration)")
-    calibrate.add_argument(
+    where = calibrate.add_mutually_exclusive_group()
+    where.add_argument(
         "--image",
         type=Path,
         metavar="SIF",
@@ -181,6 +186,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     calibrate.add_argument(
         "--message-sizes", type=_counts, help="probe message sizes in bytes (default: 4 KiB to 256 MiB)"
+    )
+    where.add_argument(
+        "--across-nodes",
+        action="store_true",
+        help="also time the collectives between two emulated nodes of this host (srun --mpi=pmix, TCP over "
+        "loopback) and fit the site's link across nodes from them (host Python only)",
     )
     calibrate.set_defaults(func=_calibrate, passthrough_to="hpcai train")
 
@@ -504,6 +515,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         previous=target,
         sizes=args.message_sizes or DEFAULT_SIZES,
         place=place,
+        across_nodes=args.across_nodes,
     )
     write_atomic(target, calibration.to_json())
     link, entry = calibration.link, calibration.workloads[args.workload]
@@ -512,11 +524,24 @@ def _calibrate(args: argparse.Namespace) -> int:
         f"{link.bandwidth / 1e9:.3f} GB/s, reduction {link.reduction_s_per_byte * 1e9:.3f} ns/byte "
         f"(worst fit residual {link.worst_residual:.0%})"
     )
+    across = calibration.link_across_nodes
+    if across is not None:
+        print(
+            f"calibrate: {site.id} link across 2 emulated nodes: latency {across.latency_s * 1e6:.1f} us, "
+            f"bandwidth {across.bandwidth / 1e9:.3f} GB/s (worst fit residual {across.worst_residual:.0%})"
+        )
     print(
         f"calibrate: {args.workload}: step {entry.step_time_s * 1e3:.1f} ms alone, "
         f"{entry.shared_step_time_s * 1e3:.1f} ms with {args.ranks} at once; gradients "
         f"({entry.gradient_tensors} tensors, {entry.gradient_bytes:,} bytes) allreduced in "
         f"{entry.gradient_allreduce_s * 1e3:.2f} ms, {entry.step_overhead_s * 1e3:.2f} ms of it overhead"
+    )
+    shares = [share for _, share in entry.gradient_ready]
+    print(
+        f"calibrate: {args.workload}: gradients ready from {min(shares):.2f} to {max(shares):.2f} of a step; "
+        f"forward and backward pass {entry.probe_step_s * 1e3:.1f} ms on {args.ranks} ranks, "
+        f"{entry.probe_step_with_allreduce_s * 1e3:.1f} ms with the allreduces: they run at "
+        f"{entry.beside_rate:.2f} of their speed beside it"
     )
     print(f"calibrate: wrote {target}")
     return 0

@@ -139,18 +139,36 @@ def shape_for_site(site: Site, nodes: int = DEFAULT_NODES, node_type: str | None
         raise KitError(
             f"--nodes: site {site.id} has {node.count} node(s) of type {node.name}; expected 1..{node.count}"
         )
-    threads = max(1, node.hardware_threads // node.cores)
-    sockets = 2 if node.cores % 2 == 0 else 1
-    shapes = tuple(
-        NodeShape(f"{site.id}-{node.name}-{index}", free_port(), sockets, node.cores // sockets, threads, _gres(node))
-        for index in range(1, nodes + 1)
-    )
     parts = tuple(
         PartitionShape(p.name, p.min_nodes, min(p.max_nodes, nodes), parse_time(p.max_time, "max_time"))
         for p in site.partitions
         if p.node_type == node.name and p.min_nodes <= nodes
     )
-    return ClusterShape(site.id, node.name, shapes, parts)
+    return ClusterShape(site.id, node.name, _node_shapes(site, node, nodes), parts)
+
+
+LINK_PROBE_PARTITION = "link-probe"
+
+
+def link_probe_shape(site: Site, nodes: int = 2) -> ClusterShape:
+    """``nodes`` nodes of ``site``'s default node type in one partition, :data:`LINK_PROBE_PARTITION`, whatever
+    the site's node count and partitions: where ``hpcai calibrate --across-nodes`` times Horovod's collectives
+    between nodes. Between emulated nodes of this machine that is Open MPI's TCP transport over loopback (the
+    ``local`` site's link across nodes in the catalog, although the site has one node)."""
+    if site.scheduler.kind != "slurm":
+        raise KitError(f"--site: site {site.id} runs {site.scheduler.kind}; the emulated cluster is Slurm only")
+    node = site.node_type()
+    partition = PartitionShape(LINK_PROBE_PARTITION, 1, nodes, 60)
+    return ClusterShape(site.id, node.name, _node_shapes(site, node, nodes), (partition,))
+
+
+def _node_shapes(site: Site, node: NodeType, nodes: int) -> tuple[NodeShape, ...]:
+    threads = max(1, node.hardware_threads // node.cores)
+    sockets = 2 if node.cores % 2 == 0 else 1
+    return tuple(
+        NodeShape(f"{site.id}-{node.name}-{index}", free_port(), sockets, node.cores // sockets, threads, _gres(node))
+        for index in range(1, nodes + 1)
+    )
 
 
 def slurm_conf_lines(shape: ClusterShape, root: Path, first_job_id: int = 1) -> tuple[list[str], list[str]]:

@@ -8,11 +8,14 @@ Singularity, every process below started in it, ``mpirun`` included):
 2. **Compute with the node full**: ``ranks`` such runs at once, independent (no communication): each device's
    step time when all share the node's memory, caches and cores, and the spread of per-step times from which the
    slowest of p ranks is taken.
-3. **Collectives**: :mod:`hpcai_tf.scaling.collective_probe` under the site's launcher (``mpirun -np ranks``):
-   all-gathers and allreduces over message sizes, and the workload's gradients allreduced as one step does.
-4. **Fits** (:mod:`hpcai_tf.scaling.fit`): the link's latency and bandwidth, the reduction's seconds per byte,
+3. **Gradients ready**: :mod:`hpcai_tf.scaling.backward_probe` under ``mpirun -np 1``: when in one step each
+   gradient's allreduce is enqueued, from a Horovod timeline of the workload's forward and backward passes.
+4. **Collectives**: :mod:`hpcai_tf.scaling.collective_probe` under the site's launcher (``mpirun -np ranks``):
+   all-gathers and allreduces over message sizes, the workload's gradients allreduced as one step does, and the
+   workload's forward and backward pass alone and with its allreduces.
+5. **Fits** (:mod:`hpcai_tf.scaling.fit`): the link's latency and bandwidth, the reduction's seconds per byte,
    the per-step overhead (the gradients' measured allreduce beyond the fitted time of their fused buffers), and
-   the share of that allreduce which hides under compute run beside it.
+   the allreduce's speed beside the backward pass (:func:`solve_beside_rate`).
 
 On a CPU node the devices are cores: every rank runs one intra-op and one inter-op thread. None of the runs
 above is a multi-rank training run: those are what the calibration is checked against (``make bench``).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,6 +43,7 @@ from hpcai_tf.scaling.calibration import (
     parse_calibration,
     site_pins,
 )
+from hpcai_tf.scaling.estimate import HOROVOD_CYCLE_S
 from hpcai_tf.scaling.fit import fit_link, fit_reduction, gather_time
 from hpcai_tf.train.image_contract import IMAGE_PATHS
 from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
@@ -52,14 +57,56 @@ FUSION_BYTES = 128 * 1024 * 1024
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
+def link_message_time(nbytes: float, ranks: int, link: LinkCalibration) -> float:
+    """The fitted link's time for one allreduce message of ``nbytes``: two all-gather transfers plus the
+    reduction of ``(p - 1) / p`` of it."""
+    return 2 * gather_time(nbytes, ranks, link.latency_s, link.bandwidth) + (
+        link.reduction_s_per_byte * (ranks - 1) / ranks * nbytes
+    )
+
+
 def fused_allreduce_time(nbytes: int, ranks: int, link: LinkCalibration, fusion_bytes: int = FUSION_BYTES) -> float:
-    """The fitted link's time for ``nbytes`` of gradients in Horovod's fused buffers: per buffer two all-gather
-    transfers plus the reduction of ``(p - 1) / p`` of it."""
+    """The fitted link's time for ``nbytes`` of gradients in Horovod's fused buffers."""
     buffers = max(1, -(-nbytes // fusion_bytes))
-    size = nbytes / buffers
-    per_buffer = 2 * gather_time(size, ranks, link.latency_s, link.bandwidth)
-    per_buffer += link.reduction_s_per_byte * (ranks - 1) / ranks * size
-    return buffers * per_buffer
+    return buffers * link_message_time(nbytes / buffers, ranks, link)
+
+
+def solve_beside_rate(
+    ready: Sequence[Sequence[float]],
+    compute_s: float,
+    exposed_s: float,
+    ranks: int,
+    link: LinkCalibration,
+    per_tensor_s: float,
+) -> float:
+    """The allreduce's speed beside the backward pass (a share of its speed alone, 0 to 1) at which the model's
+    schedule (:func:`~hpcai_tf.scaling.estimate.allreduce_finish`), with the gradients ready at ``ready``'s shares
+    of ``compute_s``, exposes ``exposed_s`` after the last one: the probe's pass with its allreduces beyond the
+    pass alone. 1 when even that exposes more than measured, 0 when even waiting for the compute to end
+    exposes less. Bisection: the exposed time falls as the rate grows."""
+    from hpcai_tf.scaling.estimate import allreduce_finish
+
+    arrivals = sorted((share * compute_s, size) for size, share in ready)
+
+    def exposed(rate: float) -> float:
+        finish = allreduce_finish(
+            arrivals,
+            lambda nbytes: link_message_time(nbytes, ranks, link),
+            fusion_bytes=FUSION_BYTES,
+            per_tensor_s=per_tensor_s,
+            rate=rate,
+        )
+        return finish - arrivals[-1][0]
+
+    if exposed_s <= exposed(1.0):
+        return 1.0
+    if exposed_s >= exposed(0.0):
+        return 0.0
+    low, high = 0.0, 1.0
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if exposed(middle) > exposed_s else (low, middle)
+    return (low + high) / 2
 
 
 IMAGE_PYTHON = [f"{IMAGE_PATHS.venv}/bin/python3", "-P"]
@@ -217,41 +264,90 @@ def measure_compute(
     }
 
 
+def run_backward_probe(
+    workload: str, config: Path, batch: int, env: Mapping[str, str], place: Place = Place()
+) -> list[list[float]]:
+    """Step 3: the backward probe under ``mpirun -np 1``; [bytes, share of the step] per gradient tensor."""
+    program = [*place.inner_python, "-m", "hpcai_tf.scaling.backward_probe", workload]
+    program += ["--config", str(config), "--batch", str(batch)]
+    return _probe(program, 1, env, place, "the backward probe")["gradients"]
+
+
 def run_probe(
     site: Site,
     ranks: int,
     sizes: Sequence[int],
     repeats: int,
-    gradients: dict,
+    workload: str,
+    config: Path,
+    batch: int,
     env: Mapping[str, str],
-    work: Path,
     place: Place = Place(),
 ) -> dict:
-    """Step 3: the collective probe under ``mpirun -np ranks``; its rank 0's result."""
+    """Step 4: the collective probe under ``mpirun -np ranks``; its rank 0's result."""
     if site.scheduler.launcher == "jsrun":
         raise KitError(f"--site {site.id}: its launcher is jsrun (LSF), which cannot run here")
-    shapes = work / "gradients.json"
-    shapes.write_text(json.dumps(gradients), encoding="utf-8")
     program = [*place.inner_python, "-m", "hpcai_tf.scaling.collective_probe", "--sizes", ",".join(map(str, sizes))]
-    program += ["--repeats", str(repeats), "--gradients", str(shapes)]
+    program += ["--repeats", str(repeats), "--workload", workload, "--config", str(config), "--batch", str(batch)]
+    return _probe(program, ranks, env, place, "the collective probe")
+
+
+def _probe(program: list[str], ranks: int, env: Mapping[str, str], place: Place, what: str) -> dict:
+    """Run a probe under ``mpirun -np ranks``; the JSON of its ``RESULT`` line, or a one-line error."""
     run_env = mpirun_environment(env, {})
-    command = place.mpirun(ranks, program, run_env)
-    done = subprocess.run(command, env=run_env, capture_output=True, text=True)
+    done = subprocess.run(place.mpirun(ranks, program, run_env), env=run_env, capture_output=True, text=True)
+    return _result(done, what)
+
+
+def _result(done: subprocess.CompletedProcess, what: str) -> dict:
+    """The JSON of a finished probe's ``RESULT`` line, or a one-line error with its last line of stderr."""
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         last = (done.stderr.strip().splitlines() or [""])[-1]
-        raise KitError(f"calibrate: the collective probe exited {done.returncode}: {last}")
+        raise KitError(f"calibrate: {what} exited {done.returncode}: {last}")
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def fit_probe(result: dict) -> LinkCalibration:
-    """Step 4: the link and the reduction from the probe's points."""
+def run_probe_across_nodes(site: Site, sizes: Sequence[int], repeats: int, env: Mapping[str, str]) -> dict:
+    """Step 6 (``--across-nodes``): the collective probe's message sizes over two emulated nodes of ``site``'s node
+    type (:func:`~hpcai_tf.launch.emulated_cluster.link_probe_shape`), one rank on each, under
+    ``srun --mpi=pmix`` with this Python (:func:`calibrate` has checked the site and the environment): what
+    Open MPI's TCP transport between them costs. The cluster's directory is removed and its daemons stopped by
+    PID whatever happens."""
+    from hpcai_tf.launch.emulated_cluster import (
+        LINK_PROBE_PARTITION,
+        EmulatedCluster,
+        default_root,
+        link_probe_shape,
+    )
+
+    shape = link_probe_shape(site, 2)
+    program = [sys.executable, "-m", "hpcai_tf.scaling.collective_probe", "--sizes", ",".join(map(str, sizes))]
+    program += ["--repeats", str(repeats)]
+    own = [f"{name}={env[name]}" for name in (*ONE_THREAD, "TF_CPP_MIN_LOG_LEVEL") if name in env]
+    srun = ["srun", "-p", LINK_PROBE_PARTITION, "-N2", "--ntasks-per-node=1", "--mpi=pmix", "env", *own, *program]
+    root = default_root()
+    try:
+        with EmulatedCluster(shape, root) as cluster:
+            done = cluster.run(*srun, check=False, timeout=900)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return _result(done, "the collective probe across two emulated nodes")
+
+
+def fit_probe(result: dict, level: str = "intra_node") -> LinkCalibration:
+    """Step 5: the link and the reduction from the probe's points, each less one Horovod cycle.
+
+    The probe enqueues every timed operation just after a barrier's cycle, so the operation waits for the next
+    one: a 4 KiB all-gather and allreduce both take about 1.2 ms here, 1 ms of it the cycle. The model's schedule
+    counts the cycles itself (:func:`~hpcai_tf.scaling.estimate.allreduce_finish`), so the link is fitted on what
+    is left: the transfer's latency and bandwidth."""
     ranks, points = int(result["ranks"]), result["points"]
     sizes = [float(p["bytes"]) for p in points]
-    link = fit_link(sizes, [float(p["allgather_s"]) for p in points], ranks)
-    reduction = fit_reduction(sizes, [float(p["allreduce_s"]) for p in points], ranks, link)
+    link = fit_link(sizes, [_less_a_cycle(p["allgather_s"]) for p in points], ranks)
+    reduction = fit_reduction(sizes, [_less_a_cycle(p["allreduce_s"]) for p in points], ranks, link)
     return LinkCalibration(
-        level="intra_node",
+        level=level,
         ranks=ranks,
         latency_s=link.latency_s,
         bandwidth=link.bandwidth,
@@ -259,6 +355,11 @@ def fit_probe(result: dict) -> LinkCalibration:
         worst_residual=link.worst_residual,
         points=points,
     )
+
+
+def _less_a_cycle(seconds: float) -> float:
+    """A probe's timing of one Horovod operation without the cycle it waited for (at least a microsecond)."""
+    return max(1e-6, float(seconds) - HOROVOD_CYCLE_S)
 
 
 def calibrate(
@@ -272,14 +373,29 @@ def calibrate(
     repeats: int = 5,
     say: Callable[[str], None] = print,
     place: Place = Place(),
+    across_nodes: bool = False,
 ) -> Calibration:
     """Measure ``workload`` and the node's link on ``site`` (this host, with this Python or inside ``place``'s
-    image); workloads of ``previous`` measured with the same stack on the same host and image are kept beside it."""
-    from hpcai_tf.scaling.model_size import gradient_shapes
-
+    image), and with ``across_nodes`` the link between two emulated nodes; workloads of ``previous`` measured with
+    the same stack on the same host and image are kept beside it, and so is its link across nodes unless this
+    run measures one."""
     node = site.node_type()
     if ranks < 2 or ranks > node.devices:
         raise KitError(f"--ranks: expected 2 to {node.devices} (the devices of one {node.name} node), got {ranks}")
+    if across_nodes:
+        from hpcai_tf.launch.emulated_cluster import check_host_environment
+
+        if place.image is not None:
+            raise KitError("--across-nodes: runs with this Python on emulated nodes of this host; leave out --image")
+        inter = site.interconnect.inter_node.name
+        if "loopback" not in inter.lower():
+            raise KitError(
+                f"--across-nodes: emulated nodes of this host talk TCP over loopback, not site {site.id}'s {inter}; "
+                "expected a site whose link across nodes is loopback (local)"
+            )
+        if site.scheduler.kind != "slurm":
+            raise KitError(f"--across-nodes: site {site.id} runs {site.scheduler.kind}; emulated nodes are Slurm only")
+        check_host_environment("--across-nodes")
     stack = check_stack(site, place)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     if node.gpus == 0:
@@ -295,21 +411,31 @@ def calibrate(
         first = read_records(work / "solo" / METRICS_FILE)[0]
         if place.image is not None and not first.get("image"):
             raise KitError(f"calibrate: the run in {place.image} recorded no image provenance (not a kit image?)")
-        config = first["config"]
-        shapes = gradient_shapes(workload, config)
+        config = work / "config.json"
+        config.write_text(json.dumps(first["config"]), encoding="utf-8")
+        say(f"calibrate: when each of {workload}'s gradients becomes ready (mpirun -np 1, a Horovod timeline)")
+        ready = run_backward_probe(workload, config, compute["batch_per_device"], env, place)
         say(f"calibrate: Horovod collectives over {ranks} ranks ({len(sizes)} message sizes, {workload}'s gradients)")
-        probe = run_probe(site, ranks, sizes, repeats, {workload: shapes}, env, work, place)
+        probe = run_probe(site, ranks, sizes, repeats, workload, config, compute["batch_per_device"], env, place)
+    across = None
+    if across_nodes:
+        say(f"calibrate: Horovod collectives across two emulated nodes of {site.id} ({len(sizes)} message sizes)")
+        across = fit_probe(run_probe_across_nodes(site, sizes, repeats, env), level="inter_node")
     link = fit_probe(probe)
     grads = probe["gradients"][workload]
-    overhead = max(0.0, float(grads["allreduce_s"]) - fused_allreduce_time(int(grads["bytes"]), ranks, link))
-    hidden = float(grads["compute_s"]) + float(grads["allreduce_s"]) - float(grads["compute_and_allreduce_s"])
-    hidden_share = min(1.0, max(0.0, hidden / float(grads["allreduce_s"])))
+    step_allreduce = _less_a_cycle(grads["allreduce_s"])
+    overhead = max(0.0, step_allreduce - fused_allreduce_time(int(grads["bytes"]), ranks, link))
+    probe_step, with_allreduce = float(grads["compute_s"]), float(grads["compute_and_allreduce_s"])
+    rate = solve_beside_rate(ready, probe_step, with_allreduce - probe_step, ranks, link, overhead / max(1, len(ready)))
     entry = WorkloadCalibration(
         **compute,
         gradient_bytes=int(grads["bytes"]),
         gradient_tensors=int(grads["tensors"]),
         gradient_allreduce_s=float(grads["allreduce_s"]),
-        hidden_share=hidden_share,
+        gradient_ready=ready,
+        probe_step_s=probe_step,
+        probe_step_with_allreduce_s=with_allreduce,
+        beside_rate=rate,
         step_overhead_s=overhead,
         train_args=list(train_args),
     )
@@ -333,4 +459,5 @@ def calibrate(
         same = same and old.provenance.get("image") == provenance["image"]
         if same and old.provenance.get("host") == provenance["host"] and old.provenance.get("ranks") == ranks:
             workloads = {**old.workloads, workload: entry}
-    return Calibration(site.id, provenance, link, workloads)
+            across = across or old.link_across_nodes
+    return Calibration(site.id, provenance, link, workloads, link_across_nodes=across)

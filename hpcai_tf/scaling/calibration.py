@@ -2,7 +2,8 @@
 
 The file holds its provenance (site, host, date, image, threads and ranks, the stack it measured and the site's pins
 at the time), the fitted link within a node (latency, bandwidth, and the reduction's seconds per byte, with the
-probe's points), and per workload the measured compute (step times alone on the node and with ``ranks`` copies
+probe's points), the same between two emulated nodes when measured (``link_across_nodes``, else null), and per
+workload the measured compute (step times alone on the node and with ``ranks`` copies
 at once), the allreduce of its gradients as one training step issues them, and the per-step overhead fitted from
 that. :func:`read_calibration` refuses, in one line naming the file, a file with a missing or wrong field, one made
 for another site, and one whose pins differ from the site's pins now (the image it measured is not the one the
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from hpcai_tf.errors import KitError
 from hpcai_tf.files import read_text_file
 from hpcai_tf.paths import KIT_ROOT
 
-FORMAT = "hpcai-calibration/1"
+FORMAT = "hpcai-calibration/2"
+"""Version 2 measures when each gradient becomes ready and the allreduce's speed beside the backward pass; the
+compute-loop overlap share of version 1 is gone."""
 CALIBRATION_DIR = KIT_ROOT / "runs" / "calibration"
 PINNED = ("python", "tensorflow", "tensorflow_package", "keras", "numpy", "horovod", "horovod_patches", "mpi4py")
 """The site's stack fields a calibration is only valid for: a change of any is another image."""
@@ -69,9 +72,16 @@ class WorkloadCalibration:
     gradient_tensors: int
     gradient_allreduce_s: float
     """The probe's allreduce of all the workload's gradients as one step issues them, over ``ranks`` ranks."""
-    hidden_share: float
-    """The share of that allreduce that hides under a compute loop run beside it (the probe's): how much of the
-    communication the node overlaps with compute (on a CPU node both need its cores)."""
+    gradient_ready: list[list[float]]
+    """[bytes, share of the step] per gradient tensor in the model's order: when in a 1-rank step Horovod
+    enqueued its allreduce (the backward probe's)."""
+    probe_step_s: float
+    """The probe's forward and backward pass of the workload on ``ranks`` ranks at once, no allreduce."""
+    probe_step_with_allreduce_s: float
+    """The same with each gradient's allreduce issued as Horovod's Keras optimizer issues it."""
+    beside_rate: float
+    """The allreduce's speed beside the backward pass as a share of its speed alone: the rate at which the
+    schedule of :func:`hpcai_tf.scaling.estimate.allreduce_finish` exposes what the probe's two passes differ by."""
     step_overhead_s: float
     """``gradient_allreduce_s`` beyond the fitted link's time for the fused buffers: Horovod's negotiation, cycle
     and per-tensor work, paid once per multi-rank step."""
@@ -86,10 +96,13 @@ class Calibration:
     provenance: dict[str, Any]
     link: LinkCalibration
     workloads: dict[str, WorkloadCalibration]
+    link_across_nodes: LinkCalibration | None = None
+    """Fitted between two emulated nodes (``hpcai calibrate --across-nodes``); None when not measured."""
     path: Path | None = None
 
     def to_json(self) -> str:
         data = {"format": FORMAT, "site": self.site, "provenance": self.provenance, "link": asdict(self.link)}
+        data["link_across_nodes"] = asdict(self.link_across_nodes) if self.link_across_nodes else None
         data["workloads"] = {name: asdict(entry) for name, entry in sorted(self.workloads.items())}
         return json.dumps(data, indent=2) + "\n"
 
@@ -109,8 +122,8 @@ def _field(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], whe
 NUMBER = (int, float)
 
 
-def _link(data: Mapping[str, Any], where: str) -> LinkCalibration:
-    where = f"{where}: link"
+def _link(data: Mapping[str, Any], where: str, key: str = "link") -> LinkCalibration:
+    where = f"{where}: {key}"
     values = {
         "level": _field(data, "level", str, where),
         "ranks": _field(data, "ranks", int, where),
@@ -131,10 +144,22 @@ def _workload(name: str, data: Mapping[str, Any], where: str) -> WorkloadCalibra
         "gradient_tensors": _field(data, "gradient_tensors", int, where),
         "train_args": _field(data, "train_args", list, where),
     }
-    for key in ("step_time_s", "shared_step_time_s", "gradient_allreduce_s", "hidden_share", "step_overhead_s"):
+    for key in (
+        "step_time_s",
+        "shared_step_time_s",
+        "gradient_allreduce_s",
+        "probe_step_s",
+        "probe_step_with_allreduce_s",
+        "beside_rate",
+        "step_overhead_s",
+    ):
         values[key] = float(_field(data, key, NUMBER, where))
-    if values["hidden_share"] > 1:
-        raise KitError(f"{where}: field 'hidden_share' is {values['hidden_share']}, expected 0 to 1")
+    if values["beside_rate"] > 1:
+        raise KitError(f"{where}: field 'beside_rate' is {values['beside_rate']}, expected 0 to 1")
+    ready = _field(data, "gradient_ready", list, where)
+    if not ready or not all(_is_ready_pair(pair) for pair in ready):
+        raise KitError(f"{where}: field 'gradient_ready' must be a non-empty list of [bytes > 0, share 0 to 1]")
+    values["gradient_ready"] = [[float(size), float(share)] for size, share in ready]
     quantiles = _field(data, "shared_step_quantiles_s", list, where)
     if not quantiles or not all(isinstance(q, NUMBER) and not isinstance(q, bool) and q > 0 for q in quantiles):
         raise KitError(f"{where}: field 'shared_step_quantiles_s' must be a non-empty list of positive numbers")
@@ -142,6 +167,15 @@ def _workload(name: str, data: Mapping[str, Any], where: str) -> WorkloadCalibra
     if values["step_time_s"] <= 0 or values["shared_step_time_s"] <= 0:
         raise KitError(f"{where}: expected step times > 0")
     return WorkloadCalibration(**values)
+
+
+def _is_ready_pair(pair: Any) -> bool:
+    """One [bytes, share of the step] entry of ``gradient_ready``."""
+    if not isinstance(pair, list) or len(pair) != 2:
+        return False
+    if any(isinstance(x, bool) or not isinstance(x, NUMBER) for x in pair):
+        return False
+    return pair[0] > 0 and 0 <= pair[1] <= 1
 
 
 def parse_calibration(data: Any, where: str) -> Calibration:
@@ -155,11 +189,17 @@ def parse_calibration(data: Any, where: str) -> Calibration:
     for key in ("host", "date", "image", "threads_per_rank", "ranks", "stack", "pins"):
         _field(provenance, key, (str, int, dict, list), f"{where}: provenance")
     workloads = _field(data, "workloads", dict, where)
+    if "link_across_nodes" not in data:
+        raise KitError(f"{where}: missing field 'link_across_nodes' (null when not measured)")
+    across = data["link_across_nodes"]
+    if across is not None and not isinstance(across, dict):
+        raise KitError(f"{where}: field 'link_across_nodes' is {across!r}, expected an object or null")
     return Calibration(
         site=site,
         provenance=provenance,
         link=_link(_field(data, "link", dict, where), where),
         workloads={name: _workload(name, entry, where) for name, entry in workloads.items()},
+        link_across_nodes=_link(across, where, "link_across_nodes") if across is not None else None,
     )
 
 
@@ -180,4 +220,4 @@ def read_calibration(path: Path, site: Site) -> Calibration:
                 f"{where}: measured with {name} {recorded.get(name)!r}, but site {site.id} now pins {now[name]!r}; "
                 f"run hpcai calibrate --site {site.id} again"
             )
-    return Calibration(calibration.site, calibration.provenance, calibration.link, calibration.workloads, path)
+    return replace(calibration, path=path)

@@ -1,6 +1,7 @@
 """The rank side of ``hpcai calibrate``: Horovod collectives timed on every rank, one JSON line from rank 0.
 
-    mpirun -np 2 python -m hpcai_tf.scaling.collective_probe --sizes 4096,65536 --repeats 5 [--gradients FILE]
+    mpirun -np 2 python -m hpcai_tf.scaling.collective_probe --sizes 4096,65536 --repeats 5 \
+        [--workload W --config FILE --batch N]
 
 For each message size ``n`` (bytes of float32), inside one ``tf.function`` as training issues them:
 
@@ -9,14 +10,18 @@ For each message size ``n`` (bytes of float32), inside one ``tf.function`` as tr
 - **allreduce** (sum) of ``n`` bytes: what one fused buffer of Horovod's tensor fusion costs, transfer and the
   reduction both; the difference from twice the all-gather is the reduction's cost.
 
-With ``--gradients FILE`` (a JSON object ``{"workload": [[shape], ...]}``), each workload's gradient tensors are
-allreduced (average) together, one op per tensor, as Horovod's Keras optimizer does after the backward pass: the
-communication one training step pays, fusion and Horovod's cycle included; then a compute loop of about twice that
-time alone and beside the same allreduces in one ``tf.function``: how much of the allreduce hides under compute on
-this node (on a CPU node both need its cores).
+With ``--workload`` (its model built for ``--config``, a run's resolved configuration, as
+:func:`hpcai_tf.scaling.backward_probe.training_pass` builds it), the workload's gradient tensors are allreduced
+(average) together, one op per tensor, as Horovod's Keras optimizer issues them: the communication one step pays
+with every gradient ready, fusion and Horovod's cycle included. Then the workload's forward and backward pass on a
+batch of ``--batch`` random inputs, on every rank at once: alone, and with each gradient's allreduce issued as the
+pass produces it, in one ``tf.function``. What the second takes beyond the first is what the backward pass does
+not hide of its allreduces on this node (on a CPU node both need its cores). No optimizer, data pipeline or
+Keras loop runs: this is not a training run.
 
 Each figure is the median over ``--repeats`` timed calls (after two untimed ones) of the slowest rank's time; a
-tiny allreduce starts every call (a barrier), so the ranks enter together. Rank 0 prints ``RESULT {json}``.
+tiny allreduce starts every call (a barrier), so the ranks enter together. The pass alone and with its allreduces
+alternate, and the second is the first plus the median difference within a turn. Rank 0 prints ``RESULT {json}``.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="collective_probe")
     parser.add_argument("--sizes", required=True, help="message sizes in bytes, comma-separated")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--gradients", type=Path, help="JSON: workload -> list of gradient tensor shapes")
+    parser.add_argument("--workload", choices=("resnet50", "gw", "des"))
+    parser.add_argument("--config", type=Path, help="JSON: the run's resolved configuration (with --workload)")
+    parser.add_argument("--batch", type=int, help="samples per rank of the forward and backward pass")
     return parser.parse_args(argv)
 
 
@@ -47,21 +54,35 @@ def main(argv: list[str] | None = None) -> int:
     tf = import_tensorflow()
     import horovod.tensorflow as hvd
 
+    from hpcai_tf.scaling.backward_probe import training_pass
+
     hvd.init()
     ranks = hvd.size()
 
+    def once(fn, inputs) -> float:
+        """The slowest rank's seconds for one call of ``fn(inputs)``, the ranks entering together."""
+        hvd.allreduce(tf.constant(0.0), op=hvd.Sum, name="hpcai.probe.barrier").numpy()
+        start = time.perf_counter()
+        _drain(fn(inputs))
+        elapsed = time.perf_counter() - start
+        return float(hvd.allreduce(tf.constant(elapsed, tf.float64), op=hvd.Max).numpy())
+
     def timed(fn, inputs) -> float:
-        """Median over repeats of the slowest rank's seconds for one call of ``fn(inputs)``."""
+        """Median over repeats of :func:`once` (after two untimed calls)."""
         for _ in range(2):
             _drain(fn(inputs))
-        times = []
-        for _ in range(args.repeats):
-            hvd.allreduce(tf.constant(0.0), op=hvd.Sum, name="hpcai.probe.barrier").numpy()
-            start = time.perf_counter()
-            _drain(fn(inputs))
-            elapsed = time.perf_counter() - start
-            times.append(float(hvd.allreduce(tf.constant(elapsed, tf.float64), op=hvd.Max).numpy()))
-        return statistics.median(times)
+        return statistics.median(once(fn, inputs) for _ in range(args.repeats))
+
+    def timed_pair(first, second, inputs) -> tuple[float, float]:
+        """``first`` and ``second`` called in turn, twice ``repeats`` times each: the median of ``first`` and
+        that plus the median of the differences within each turn. A core that slows down for a while slows
+        both calls of a turn, so the difference keeps its sign where two separate medians would not."""
+        for _ in range(2):
+            _drain(first(inputs))
+            _drain(second(inputs))
+        turns = [(once(first, inputs), once(second, inputs)) for _ in range(2 * args.repeats)]
+        alone = statistics.median(a for a, _ in turns)
+        return alone, alone + statistics.median(b - a for a, b in turns)
 
     allreduce = tf.function(lambda x: hvd.allreduce(x, op=hvd.Sum))
     allgather = tf.function(lambda x: hvd.allgather(x))
@@ -78,43 +99,24 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     steps = {}
-    if args.gradients:
+    if args.workload:
+        config = json.loads(args.config.read_text(encoding="utf-8"))
+        variables, inputs, gradients_of = training_pass(tf, args.workload, config, args.batch)
+        tensors = [tf.ones(v.shape, tf.float32) for v in variables]
         step_allreduce = tf.function(lambda xs: [hvd.allreduce(x, op=hvd.Average) for x in xs])
-        for workload, shapes in json.loads(args.gradients.read_text(encoding="utf-8")).items():
-            tensors = [tf.ones(shape, tf.float32) for shape in shapes]
-            allreduce_s = timed(step_allreduce, tensors)
-            # A compute loop of about twice the allreduce's time, alone and beside it in one tf.function (as a
-            # backward pass runs beside the gradients' allreduces): the share of the allreduce that hides.
-            matrix = tf.random.uniform([256, 256], seed=1)
-            per_product = timed(_compute_loop(tf, 50), matrix) / 50
-            rounds = max(1, int(2 * allreduce_s / max(per_product, 1e-7)))
-            compute = _compute_loop(tf, rounds)
-            compute_s = timed(compute, matrix)
-            both = tf.function(lambda m, xs, f=compute: [f(m), *[hvd.allreduce(x, op=hvd.Average) for x in xs]])
-            both_s = timed(lambda pair, f=both: f(*pair), (matrix, tensors))
-            steps[workload] = {
-                "tensors": len(tensors),
-                "bytes": sum(int(t.shape.num_elements()) for t in tensors) * FLOAT32,
-                "allreduce_s": allreduce_s,
-                "compute_s": compute_s,
-                "compute_and_allreduce_s": both_s,
-            }
+        alone = tf.function(gradients_of)
+        beside = tf.function(lambda batch: [hvd.allreduce(g, op=hvd.Average) for g in gradients_of(batch)])
+        compute_s, compute_and_allreduce_s = timed_pair(alone, beside, inputs)
+        steps[args.workload] = {
+            "tensors": len(tensors),
+            "bytes": sum(int(t.shape.num_elements()) for t in tensors) * FLOAT32,
+            "allreduce_s": timed(step_allreduce, tensors),
+            "compute_s": compute_s,
+            "compute_and_allreduce_s": compute_and_allreduce_s,
+        }
     if hvd.rank() == 0:
         print(RESULT + json.dumps({"ranks": ranks, "points": points, "gradients": steps}), flush=True)
     return 0
-
-
-def _compute_loop(tf, rounds: int):
-    """A tf.function of ``rounds`` dependent 256x256 matrix products (normalised, so values stay finite)."""
-
-    def loop(m):
-        def body(i, x):
-            y = tf.linalg.matmul(x, m)
-            return i + 1, y / tf.reduce_max(tf.abs(y))
-
-        return tf.while_loop(lambda i, _: i < rounds, body, (tf.constant(0), m))[1]
-
-    return tf.function(loop)
 
 
 def _drain(result) -> None:

@@ -1,24 +1,25 @@
 """A performance model of data-parallel training: predicted step time, throughput, speedup and time-to-train.
 
 Weak scaling, as Horovod runs it: each device keeps its batch, so one step processes ``devices x batch``
-samples. A step costs the device's compute time plus whatever part of the gradient allreduce the backward
-pass does not hide:
+samples. A step costs the device's compute time (on a busy node, paced by the slowest rank) plus whatever part
+of the gradients' allreduce is still running when the backward pass has produced the last gradient:
 
-    t_step = t_compute x contention x pace + t_allreduce - min(overlap x t_allreduce, backward_fraction x t_compute)
-             + t_overhead
+    t_step = t_compute x contention x pace + exposed
 
-(contention on a busy node, the slowest of p ranks and a fixed per-step overhead: :class:`Terms`)
+``exposed`` comes from a schedule of Horovod's background thread (:func:`allreduce_finish`): gradients become
+ready during the backward pass (a calibration measures when; nominally evenly over its last ``backward_fraction``
+of the step), every cycle fuses the ready ones into buffers of at most the fusion threshold and allreduces them
+one after another, at the ``overlap`` share of its speed while the backward pass runs and at full speed after.
 
-The allreduce moves the gradient (parameters x 4 bytes, 2 with fp16 compression) in ``m`` messages: the
-fused buffers of Horovod's tensor fusion (``ceil(bytes / fusion_threshold)``), or one per gradient tensor
-without fusion. Each message of ``n`` bytes costs, with the bandwidth-optimal ring over ``p`` devices,
+A buffer of ``n`` bytes costs, with the bandwidth-optimal ring over ``p`` devices,
 
     ring(n, p, B, a) = 2 (p - 1) / p x n / B + 2 (p - 1) x a
 
 on the slowest link the ring crosses (B bytes/s, a seconds latency; across nodes, the node's ports are shared by
-its devices). The hierarchical algorithm (NCCL's tree within and across nodes, Horovod's
-``HOROVOD_HIERARCHICAL_ALLREDUCE``) reduce-scatters inside each node over the intra-node link, allreduces
-the node's shard across the ``k`` nodes over the inter-node link, and all-gathers inside the node:
+its devices), plus the reduction's arithmetic and the per-tensor share of the step overhead. The hierarchical
+algorithm (NCCL's tree within and across nodes, Horovod's ``HOROVOD_HIERARCHICAL_ALLREDUCE``) reduce-scatters
+inside each node over the intra-node link, allreduces the node's shard across the ``k`` nodes over the
+inter-node link, and all-gathers inside the node:
 
     hier(n) = 2 (g - 1) / g x n / B_intra + 2 (g - 1) a_intra + 2 (k - 1) / k x n / B_node + 2 (k - 1) a_inter
 
@@ -62,11 +63,12 @@ class Communication:
     fusion_bytes: int = 128 * 1024 * 1024
     """Horovod's HOROVOD_FUSION_THRESHOLD (128 MiB by default since Horovod 0.21.0); 0 turns fusion off."""
     overlap: float | None = None
-    """Share of the allreduce that can hide under the backward pass (0: none, 1: all of it, up to the backward
-    pass's length); None: a calibration's measured share, else 1 on GPUs (the allreduce runs beside the GPU's
-    compute) and 0 on CPU nodes (it needs the same cores)."""
+    """The allreduce's speed while the backward pass runs, as a share of its speed alone (0: it waits for the
+    compute to end, 1: it runs beside it unhindered); None: a calibration's, else 1 on GPUs (the allreduce runs
+    beside the GPU's compute) and 0 on CPU nodes (it needs the same cores)."""
     backward_fraction: float = 2.0 / 3.0
-    """Share of the compute time spent in the backward pass."""
+    """Share of the compute time spent in the backward pass, over which the gradients become ready when no
+    calibration measured when (a rule of thumb for convolutional networks)."""
     fp16: bool = False
     """Horovod's fp16 compression halves the bytes on the wire."""
 
@@ -107,6 +109,10 @@ class Terms:
     spread: tuple[float, ...] = ()
     """Per-step compute times over their mean (a calibration's): the slowest of p ranks sets the pace."""
     spread_source: str = "nominal: no spread measured, every rank takes the mean step time"
+    ready: tuple[tuple[float, float], ...] = ()
+    """(bytes, share of the step) per gradient tensor: when in the step each becomes ready (a calibration's);
+    empty: evenly over the backward pass."""
+    ready_source: str = "nominal: evenly over the backward pass (its share of the step: backward_fraction)"
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(term, value, source, note) for printing beside a prediction."""
@@ -123,7 +129,13 @@ class Terms:
         rows = [(name, value, figure.source, figure.note) for name, value, figure in shown]
         source, _, note = self.spread_source.partition(": ")
         pace = f"x{pace_factor(self, 2):.3f} at 2 ranks" if self.spread else "x1.000"
-        return [*rows, ("slowest rank", pace, source, note)]
+        ready_source, _, ready_note = self.ready_source.partition(": ")
+        if self.ready:
+            first, last = min(share for _, share in self.ready), max(share for _, share in self.ready)
+            ready = f"{len(self.ready)} tensors, {first:.2f} to {last:.2f} of the step"
+        else:
+            ready = "evenly"
+        return [*rows, ("slowest rank", pace, source, note), ("gradients ready", ready, ready_source, ready_note)]
 
 
 def nominal_terms(site: Site, node: NodeType, comm: Communication) -> Terms:
@@ -176,7 +188,15 @@ def calibrated_terms(nominal: Terms, calibration, workload: str) -> Terms:
     mean = sum(entry.shared_step_quantiles_s) / len(entry.shared_step_quantiles_s)
     overlap = nominal.overlap
     if not overlap.note.startswith("--overlap"):
-        overlap = Figure(entry.hidden_share, "measured", f"allreduce beside a compute loop, {where}")
+        overlap = Figure(entry.beside_rate, "fitted", f"{workload}'s step beside its allreduces, {where}")
+    across = calibration.link_across_nodes
+    if across is not None:
+        note = f"all-gathers across 2 emulated nodes, {where}"
+        nominal = replace(
+            nominal,
+            inter_latency_s=Figure(across.latency_s, "fitted", note),
+            inter_bandwidth=Figure(across.bandwidth, "fitted", note),
+        )
     return replace(
         nominal,
         overlap=overlap,
@@ -190,6 +210,8 @@ def calibrated_terms(nominal: Terms, calibration, workload: str) -> Terms:
         contention_ranks=link.ranks,
         spread=tuple(q / mean for q in entry.shared_step_quantiles_s),
         spread_source=f"measured: per-step times of {link.ranks} runs at once, {where}",
+        ready=tuple((float(size), float(share)) for size, share in entry.gradient_ready),
+        ready_source=f"measured: Horovod's enqueue of each gradient in a 1-rank step, {where}",
     )
 
 
@@ -222,24 +244,107 @@ def flat_ring_time(nbytes: float, devices: int, per_node: int, terms: Terms) -> 
     return ring_time(nbytes, devices, bandwidth, terms.inter_latency_s.value)
 
 
+def message_time(nbytes: float, devices: int, per_node: int, comm: Communication, terms: Terms) -> float:
+    """Seconds for one allreduce message of ``nbytes`` (a fused buffer, or one tensor) over ``devices``: the
+    transfers, and the reduction's arithmetic on the ``(p - 1) / p`` of it each device reduces."""
+    nodes = math.ceil(devices / per_node)
+    if comm.algorithm == "hierarchical" and nodes > 1:
+        transfer = hierarchical_time(nbytes, min(devices, per_node), nodes, terms)
+    else:
+        transfer = flat_ring_time(nbytes, devices, per_node, terms)
+    return transfer + terms.reduction_s_per_byte.value * (devices - 1) / devices * nbytes
+
+
 def allreduce_time(
     workload: Workload, devices: int, per_node: int, site: Site, comm: Communication, terms: Terms | None = None
 ) -> float:
-    """Seconds to allreduce one step's gradients over ``devices``: transfers, and the reduction's arithmetic."""
+    """Seconds to allreduce one step's gradients over ``devices`` all at once (every tensor ready, fused into
+    ``ceil(bytes / threshold)`` buffers, or one message per tensor without fusion): transfers and reduction."""
     if devices <= 1:
         return 0.0
     terms = terms or nominal_terms(site, site.node_type(), comm)
     nbytes = workload.parameters * (2 if comm.fp16 else 4)
     messages = math.ceil(nbytes / comm.fusion_bytes) if comm.fusion_bytes else workload.tensors
     messages = max(1, min(messages, workload.tensors))
-    per_message = nbytes / messages
-    nodes = math.ceil(devices / per_node)
-    if comm.algorithm == "hierarchical" and nodes > 1:
-        transfer = hierarchical_time(per_message, min(devices, per_node), nodes, terms)
-    else:
-        transfer = flat_ring_time(per_message, devices, per_node, terms)
-    reduction = terms.reduction_s_per_byte.value * (devices - 1) / devices * per_message
-    return messages * (transfer + reduction)
+    return messages * message_time(nbytes / messages, devices, per_node, comm, terms)
+
+
+def gradient_arrivals(
+    workload: Workload, comm: Communication, terms: Terms, compute_s: float
+) -> list[tuple[float, float]]:
+    """(seconds into the step, bytes) of each gradient tensor, in the order they become ready: the calibration's
+    shares of the step (its bytes scaled to the workload's gradient, e.g. halved by fp16 compression), else
+    ``workload.tensors`` equal tensors evenly over the backward pass, the last one at the step's end."""
+    nbytes = workload.parameters * (2 if comm.fp16 else 4)
+    if terms.ready:
+        scale = nbytes / sum(size for size, _ in terms.ready)
+        return sorted((share * compute_s, size * scale) for size, share in terms.ready)
+    count, backward = workload.tensors, comm.backward_fraction * compute_s
+    return [(compute_s - backward + (i + 1) / count * backward, nbytes / count) for i in range(count)]
+
+
+def _advance(start: float, work: float, compute_end: float, rate: float) -> float:
+    """When ``work`` seconds of communication (at full speed) begun at ``start`` end: at ``rate`` of full speed
+    while the compute runs (until ``compute_end``), at full speed after."""
+    if start >= compute_end:
+        return start + work
+    if rate > 0 and start + work / rate <= compute_end:
+        return start + work / rate
+    return compute_end + work - rate * (compute_end - start)
+
+
+def allreduce_finish(
+    arrivals: list[tuple[float, float]],
+    message_s,
+    *,
+    fusion_bytes: int,
+    per_tensor_s: float,
+    rate: float,
+    cycle_s: float = HOROVOD_CYCLE_S,
+) -> float:
+    """Seconds into the step at which Horovod's background thread has allreduced every gradient.
+
+    ``arrivals`` are (ready time, bytes) in order; ``message_s(nbytes)`` is one message's time at full speed.
+    Every cycle (at most one per ``cycle_s``; an idle thread wakes on the ticks of its cycle, so a gradient that
+    finds it idle waits for the next tick) takes the gradients ready by its start, packs them in order into
+    buffers of at most ``fusion_bytes`` (each tensor its own message with 0) and allreduces the buffers one after
+    another, each costing ``message_s`` plus ``per_tensor_s`` per tensor in it; at ``rate`` of that speed until
+    the last gradient is ready (the backward pass's end), at full speed after."""
+    compute_end = arrivals[-1][0]
+    clock, last_cycle, index = 0.0, -cycle_s, 0
+    while index < len(arrivals):
+        clock = max(clock, last_cycle + cycle_s)
+        if arrivals[index][0] > clock and cycle_s > 0:  # idle: the thread wakes on its cycle's ticks
+            clock = last_cycle + cycle_s * math.ceil((arrivals[index][0] - last_cycle) / cycle_s - 1e-9)
+        clock = max(clock, arrivals[index][0])
+        last_cycle = clock
+        taken = index
+        while taken < len(arrivals) and arrivals[taken][0] <= clock:
+            taken += 1
+        buffer, count = 0.0, 0
+        for _, nbytes in arrivals[index:taken]:
+            if count and (not fusion_bytes or buffer + nbytes > fusion_bytes):
+                clock = _advance(clock, message_s(buffer) + count * per_tensor_s, compute_end, rate)
+                buffer, count = 0.0, 0
+            buffer, count = buffer + nbytes, count + 1
+        clock = _advance(clock, message_s(buffer) + count * per_tensor_s, compute_end, rate)
+        index = taken
+    return clock
+
+
+def exposed_communication(
+    workload: Workload, devices: int, per_node: int, comm: Communication, terms: Terms, compute_s: float
+) -> float:
+    """Seconds the step waits for its allreduces after the backward pass has produced the last gradient."""
+    arrivals = gradient_arrivals(workload, comm, terms, compute_s)
+    finish = allreduce_finish(
+        arrivals,
+        lambda nbytes: message_time(nbytes, devices, per_node, comm, terms),
+        fusion_bytes=comm.fusion_bytes,
+        per_tensor_s=terms.step_overhead_s.value / len(arrivals),
+        rate=terms.overlap.value,
+    )
+    return max(0.0, finish - arrivals[-1][0])
 
 
 def pace_factor(terms: Terms, devices: int) -> float:
@@ -263,16 +368,13 @@ def contention_factor(terms: Terms, busy: int) -> float:
 def step_time(
     workload: Workload, devices: int, per_node: int, site: Site, comm: Communication, terms: Terms | None = None
 ) -> float:
-    """Predicted seconds per step: the slowest rank's compute on a busy node, the communication the backward pass
-    does not hide, and the fixed per-step overhead of a multi-rank step."""
+    """Predicted seconds per step: the slowest rank's compute on a busy node, and the allreduces still running
+    when its backward pass ends."""
     terms = terms or nominal_terms(site, site.node_type(), comm)
     if devices <= 1:
         return workload.step_time_s
-    compute = workload.step_time_s * contention_factor(terms, min(devices, per_node))
-    allreduce = allreduce_time(workload, devices, per_node, site, comm, terms)
-    hidden = min(terms.overlap.value * allreduce, comm.backward_fraction * compute)
-    exposed = allreduce - hidden
-    return compute * pace_factor(terms, devices) + exposed + terms.step_overhead_s.value
+    compute = workload.step_time_s * contention_factor(terms, min(devices, per_node)) * pace_factor(terms, devices)
+    return compute + exposed_communication(workload, devices, per_node, comm, terms, compute)
 
 
 def check_devices(site: Site, node: NodeType, devices: list[int]) -> None:

@@ -27,7 +27,7 @@ def training_length(workload: str) -> tuple[int, int]:
     return int(config["epochs"]), int(config["dataset_size"])
 
 
-def _build(workload: str, config: dict):
+def build_model(workload: str, config: dict):
     """The workload's Keras model for ``config``, built without its data (shapes come from the config)."""
     from hpcai_tf.train.tf_environment import import_tensorflow
 
@@ -47,18 +47,12 @@ def _build(workload: str, config: dict):
     return build_resnet50(config["model"], config["model"]["classes"], config["optimizer"]["weight_decay"])
 
 
-def gradient_shapes(workload: str, config: dict) -> list[list[int]]:
-    """The shape of each trainable variable of the workload's model for ``config`` (a run's resolved
-    configuration): the gradients one step allreduces."""
-    return [[int(d) for d in v.shape] for v in _build(workload, config).trainable_variables]
-
-
 def model_size(workload: str, smoke: bool = False) -> ModelSize:
     """Trainable parameters and variables of the workload's model (the smoke preset's with ``smoke``)."""
     from hpcai_tf.train.config import resolve_config
 
     config = resolve_config(workload, smoke=smoke)
-    model = _build(workload, config)
+    model = build_model(workload, config)
     epochs, dataset = training_length(workload)
     return ModelSize(
         parameters=int(sum(int(v.shape.num_elements()) for v in model.trainable_variables)),

@@ -4,18 +4,26 @@ refuses (a file missing fields, of another site, of other pins; bad curves), as 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 from conftest import assert_refused, tree
 
 from hpcai_tf.catalog import load_site
-from hpcai_tf.scaling.calibration import Calibration, LinkCalibration, WorkloadCalibration, site_pins
+from hpcai_tf.scaling.calibration import (
+    Calibration,
+    LinkCalibration,
+    WorkloadCalibration,
+    read_calibration,
+    site_pins,
+)
+from hpcai_tf.scaling.estimate import Communication, calibrated_terms, message_time, nominal_terms
 
 SMALL_SIZES = "4096,1048576,16777216"
 
 
-def _calibration(site_id: str = "local", **pins) -> dict:
+def _calibration(site_id: str = "local", across: LinkCalibration | None = None, **pins) -> dict:
     site = load_site(site_id)
     entry = WorkloadCalibration(
         batch_per_device=32,
@@ -25,7 +33,10 @@ def _calibration(site_id: str = "local", **pins) -> dict:
         gradient_bytes=199_564,
         gradient_tensors=72,
         gradient_allreduce_s=0.007,
-        hidden_share=0.25,
+        gradient_ready=[[99_782, 0.5], [99_782, 1.0]],
+        probe_step_s=0.24,
+        probe_step_with_allreduce_s=0.25,
+        beside_rate=0.25,
         step_overhead_s=0.003,
         train_args=["--smoke"],
     )
@@ -40,7 +51,7 @@ def _calibration(site_id: str = "local", **pins) -> dict:
         "pins": {**site_pins(site), **pins},
         "node_type": site.node_type().name,
     }
-    return json.loads(Calibration(site.id, provenance, link, {"gw": entry}).to_json())
+    return json.loads(Calibration(site.id, provenance, link, {"gw": entry}, link_across_nodes=across).to_json())
 
 
 def _write(tmp_path: Path, data: dict) -> Path:
@@ -49,6 +60,8 @@ def _write(tmp_path: Path, data: dict) -> Path:
     return path
 
 
+ACROSS = LinkCalibration("inter_node", 2, 5e-3, 1e8, 0.0, 0.1, [])
+"""A fitted link across nodes far slower than the catalog's TCP loopback (20 us, 1.25 GB/s)."""
 ESTIMATE = ("estimate", "gw", "--site", "local", "--gpus", "1,2", "--smoke", "--params", "49891", "--tensors", "72")
 
 
@@ -63,16 +76,45 @@ def test_estimate_uses_the_calibration_and_says_where_each_figure_comes_from(hpc
     assert "| reduction | 0.160 ns/byte | fitted |" in out
     assert "| per-step overhead | 3.00 ms | fitted | gw's gradients allreduced, local.json |" in out
     assert "| contention | x1.200 at 2 busy | measured |" in out
-    assert "| overlap | 0.25 | measured | allreduce beside a compute loop, local.json |" in out
+    assert "| overlap | 0.25 | fitted | gw's step beside its allreduces, local.json |" in out
+    assert "| gradients ready | 2 tensors, 0.50 to 1.00 of the step | measured |" in out
     assert "| inter-node latency | 20.00 us | catalog | TCP loopback, unconfirmed |" in out
     line = next(row for row in out.splitlines() if row.startswith("| local | model (ring) | 2 |"))
-    # 0.25 x 1.2 x (slowest of two of [0.28, 0.3, 0.32] / 0.3) + allreduce + 3 ms
+    # compute: 0.25 x 1.2 x (slowest of two of [0.28, 0.3, 0.32] / 0.3); half the gradient is ready half-way and
+    # allreduced at a quarter speed (4.7 ms, well before the end), the other half at the end: it waits for the
+    # next tick of Horovod's 1 ms cycle (counted from the first one), then its message and its tensor's share of
+    # the 3 ms overhead are exposed.
     slowest = (0.28 * (1 / 9) + 0.3 * (4 / 9 - 1 / 9) + 0.32 * (1 - 4 / 9)) / 0.3
-    nbytes = 49891 * 4
-    allreduce = nbytes / 7e8 + 2 * 1.5e-3 + 1.6e-10 * 0.5 * nbytes
-    step = 0.25 * 1.2 * slowest + allreduce * (1 - 0.25) + 0.003
+    compute = 0.25 * 1.2 * slowest
+    first = math.ceil(compute / 2 / 1e-3) * 1e-3
+    tick = first + math.ceil((compute - first) / 1e-3) * 1e-3
+    half = 49891 * 4 / 2
+    message = half / 7e8 + 2 * 1.5e-3 + 1.6e-10 * 0.5 * half
+    step = tick + message + 0.003 / 2
     assert f"| {step * 1000:.1f} |" in line
     assert f"| {0.25 / step:.3f} |" in line
+
+
+def test_a_link_across_nodes_replaces_the_catalogs_and_prices_a_ring_across_nodes(hpcai, tmp_path):
+    """With link_across_nodes both inter-node figures are fitted, and a ring across nodes is priced with them.
+    The local site has one node, so the arithmetic is checked on the library's message time: 4 devices, 2 per
+    node, one 1 MB message."""
+    path = _write(tmp_path, _calibration(across=ACROSS))
+    result = hpcai(*ESTIMATE, "--calibration", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "| inter-node latency | 5000.00 us | fitted | all-gathers across 2 emulated nodes, local.json |" in (
+        result.stdout
+    )
+    assert "| inter-node bandwidth | 0.100 GB/s per node | fitted | all-gathers across 2 emulated nodes," in (
+        result.stdout
+    )
+    site = load_site("local")
+    comm = Communication()
+    calibration = read_calibration(path, site)
+    terms = calibrated_terms(nominal_terms(site, site.node_type(), comm), calibration, "gw")
+    # the ring's bandwidth is the slower link's (the fitted 0.1 GB/s across), its latency the network's
+    expected = 2 * 3 / 4 * 1e6 / 1e8 + 2 * 3 * 5e-3 + 1.6e-10 * 3 / 4 * 1e6
+    assert message_time(1e6, 4, 2, comm, terms) == pytest.approx(expected)
 
 
 def test_estimate_without_a_calibration_says_nominal(hpcai, tmp_path):
@@ -93,6 +135,14 @@ def _without(data: dict, *keys: str) -> dict:
 BAD_FILES = {
     "no link": (lambda: _without(_calibration(), "link"), "missing field 'link'"),
     "no bandwidth": (lambda: _without(_calibration(), "link", "bandwidth"), "link: missing field 'bandwidth'"),
+    "no link across nodes": (
+        lambda: _without(_calibration(), "link_across_nodes"),
+        "missing field 'link_across_nodes' (null when not measured)",
+    ),
+    "a link across nodes with no latency": (
+        lambda: _without(_calibration(across=ACROSS), "link_across_nodes", "latency_s"),
+        "link_across_nodes: missing field 'latency_s'",
+    ),
     "no step time": (
         lambda: _without(_calibration(), "workloads", "gw", "step_time_s"),
         "workloads.gw: missing field 'step_time_s'",
@@ -101,9 +151,20 @@ BAD_FILES = {
         lambda: {**_calibration(), "workloads": {"gw": {**_calibration()["workloads"]["gw"], "step_overhead_s": -1}}},
         "field 'step_overhead_s' is -1",
     ),
-    "hidden share above 1": (
-        lambda: {**_calibration(), "workloads": {"gw": {**_calibration()["workloads"]["gw"], "hidden_share": 1.5}}},
-        "field 'hidden_share' is 1.5, expected 0 to 1",
+    "beside rate above 1": (
+        lambda: {**_calibration(), "workloads": {"gw": {**_calibration()["workloads"]["gw"], "beside_rate": 1.5}}},
+        "field 'beside_rate' is 1.5, expected 0 to 1",
+    ),
+    "a share of the step above 1": (
+        lambda: {
+            **_calibration(),
+            "workloads": {"gw": {**_calibration()["workloads"]["gw"], "gradient_ready": [[4, 0.5], [4, 1.5]]}},
+        },
+        "field 'gradient_ready' must be a non-empty list of [bytes > 0, share 0 to 1]",
+    ),
+    "a calibration of format 1": (
+        lambda: {**_calibration(), "format": "hpcai-calibration/1"},
+        "field 'format' is 'hpcai-calibration/1', expected 'hpcai-calibration/2'",
     ),
     "no pins": (lambda: _without(_calibration(), "provenance", "pins"), "provenance: missing field 'pins'"),
     "another format": (lambda: {**_calibration(), "format": "x/2"}, "field 'format' is 'x/2'"),
@@ -193,6 +254,19 @@ def test_calibrate_refuses_an_image_that_is_not_there(hpcai, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_calibrate_across_nodes_refuses_an_image(hpcai, tmp_path):
+    """The probe across emulated nodes runs with the host's Python and measures TCP over loopback: --image with
+    it, and a site whose link across nodes is a real fabric, are refused before anything runs."""
+    image = tmp_path / "hpcai-local.sif"
+    image.write_bytes(b"")
+    result = hpcai("calibrate", "gw", "--site", "local", "--image", str(image), "--across-nodes", "--", "--smoke")
+    assert_refused(result, "--across-nodes", "not allowed with argument --image")
+    assert list(tmp_path.iterdir()) == [image]
+    result = hpcai("calibrate", "gw", "--site", "hal", "--across-nodes", "--out", str(tmp_path), "--", "--smoke")
+    assert_refused(result, "--across-nodes", "TCP over loopback, not site hal's EDR InfiniBand")
+    assert list(tmp_path.iterdir()) == [image]
+
+
 def test_calibrate_refuses_what_it_sets_itself(hpcai, tmp_path):
     result = hpcai("calibrate", "gw", "--site", "local", "--out", str(tmp_path), "--", "--smoke", "--ranks", "2")
     assert_refused(result, "--ranks")
@@ -216,6 +290,7 @@ def test_calibrate_measures_the_local_node_and_estimate_reads_it(hpcai, tmp_path
         str(out),
         "--message-sizes",
         SMALL_SIZES,
+        "--across-nodes",
         "--",
         *train,
         timeout=600,
@@ -228,14 +303,25 @@ def test_calibrate_measures_the_local_node_and_estimate_reads_it(hpcai, tmp_path
     assert data["provenance"]["pins"]["tensorflow"] == load_site("local").stack.tensorflow
     assert [p["bytes"] for p in link["points"]] == [4096, 1048576, 16777216]
     assert link["bandwidth"] > 0 and link["latency_s"] >= 0 and link["reduction_s_per_byte"] >= 0
+    across = data["link_across_nodes"]
+    assert across["level"] == "inter_node" and across["ranks"] == 2 and across["bandwidth"] > 0
+    assert [p["bytes"] for p in across["points"]] == [4096, 1048576, 16777216]
+    assert "calibrate: local link across 2 emulated nodes: latency " in result.stdout
     assert entry["gradient_tensors"] == 72 and entry["gradient_bytes"] == 49891 * 4
-    assert entry["step_time_s"] > 0 and entry["shared_step_time_s"] > 0 and 0 <= entry["hidden_share"] <= 1
+    assert entry["step_time_s"] > 0 and entry["shared_step_time_s"] > 0 and 0 <= entry["beside_rate"] <= 1
+    # 8 of the skip convolutions' biases have one gradient, which TensorFlow allreduces once (in training too)
+    assert len(entry["gradient_ready"]) == 72 - 7
+    assert sum(size for size, _ in entry["gradient_ready"]) == (49891 - 7 * 32) * 4
+    shares = [share for _, share in entry["gradient_ready"]]
+    assert 0 < min(shares) < max(shares) <= 1  # the forward pass comes first, then the gradients one by one
+    assert entry["probe_step_with_allreduce_s"] > 0 and entry["probe_step_s"] > 0
     assert len(entry["shared_step_quantiles_s"]) == 2 * 21  # two runs, one measured epoch each
     assert entry["train_args"] == list(train)
     estimate = hpcai(*ESTIMATE, "--calibration", str(out / "local.json"))
     assert estimate.returncode == 0, estimate.stderr
     assert "(measured: local.json, alone on the node)" in estimate.stdout
     assert "| contention |" in estimate.stdout and "| measured |" in estimate.stdout
+    assert "| inter-node bandwidth |" in estimate.stdout and "all-gathers across 2 emulated nodes" in estimate.stdout
 
 
 def _run_dir(root: Path, ranks: int, rate: float) -> Path:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from hpcai_tf.catalog import load_site
 from hpcai_tf.errors import KitError
+from hpcai_tf.scaling.calibrate import link_message_time, solve_beside_rate
+from hpcai_tf.scaling.calibration import LinkCalibration
 from hpcai_tf.scaling.estimate import (
     Communication,
     Workload,
+    allreduce_finish,
     allreduce_time,
     bytes_per_second,
+    gradient_arrivals,
+    nominal_terms,
     predict,
     ring_time,
     step_time,
@@ -73,15 +80,66 @@ def test_hierarchical_across_nodes():
     assert allreduce_time(RESNET, 24, 6, SUMMIT, comm) == pytest.approx(expected)
 
 
-def test_overlap_hides_communication_under_the_backward_pass():
-    """With full overlap (a GPU node's default), up to 2/3 of the compute time of communication costs nothing but
-    the nominal per-step overhead (one Horovod cycle, 1 ms)."""
+def test_the_schedule_sends_each_cycle_s_ready_gradients_at_the_overlap_rate_then_at_full_speed():
+    """Two 100-byte gradients, ready at 0.1 s and 0.2 s (the backward pass's end), 1 ms per byte: the first is
+    sent beside the compute, the second after it; at half speed the first spills over the end; at 0 it waits."""
+
+    def finish(rate: float, arrivals=((0.1, 100.0), (0.2, 100.0)), **kwargs) -> float:
+        settings = {"fusion_bytes": 1 << 20, "per_tensor_s": 0.0, "rate": rate, "cycle_s": 0.0, **kwargs}
+        return allreduce_finish(list(arrivals), lambda nbytes: nbytes * 1e-3, **settings)
+
+    assert finish(1.0) == pytest.approx(0.3)
+    assert finish(0.5) == pytest.approx(0.2 + (0.1 - 0.5 * 0.1) + 0.1)
+    assert finish(0.0) == pytest.approx(0.4)
+    assert finish(1.0, per_tensor_s=0.01) == pytest.approx(0.32)
+    together = ((0.2, 100.0), (0.2, 100.0))
+    assert finish(1.0, together) == pytest.approx(0.4)  # one fused buffer
+    latency = {"fusion_bytes": 1 << 20, "per_tensor_s": 0.0, "rate": 1.0, "cycle_s": 0.0}
+    fused = allreduce_finish(list(together), lambda nbytes: 0.01 + nbytes * 1e-3, **latency)
+    unfused = allreduce_finish(list(together), lambda nbytes: 0.01 + nbytes * 1e-3, **{**latency, "fusion_bytes": 0})
+    assert (fused, unfused) == pytest.approx((0.2 + 0.21, 0.2 + 2 * 0.11))
+    # Horovod's cycle: the second gradient finds the thread busy, then waits for the cycle's next tick; a third,
+    # ready long after, finds it idle and waits for the tick after its arrival.
+    cycles = ((0.0, 1.0), (0.0005, 1.0), (0.0234, 1.0))
+    assert finish(1.0, cycles, cycle_s=0.01) == pytest.approx(0.031)
+
+
+def test_nominal_gradients_are_ready_evenly_over_the_backward_pass():
+    """Without a calibration, a GPU node (overlap 1) exposes only the last tensor's message and its share of the
+    1 ms overhead; with --overlap 0 the first tensor waits for the compute's end, the other 160 go fused after it."""
+    intra = SUMMIT.interconnect.intra_node
+    tensor = RESNET.parameters * 4 / 161
+
+    def message(nbytes: float) -> float:
+        return ring_time(nbytes, 6, bytes_per_second(intra), intra.latency_us * 1e-6)
+
     comm = Communication(fusion_bytes=1 << 30)
-    exposed = allreduce_time(RESNET, 6, 6, SUMMIT, comm)
-    assert exposed < 2 / 3 * RESNET.step_time_s
-    assert step_time(RESNET, 6, 6, SUMMIT, comm) == pytest.approx(RESNET.step_time_s + 0.001)
-    no_overlap = Communication(fusion_bytes=1 << 30, overlap=0.0)
-    assert step_time(RESNET, 6, 6, SUMMIT, no_overlap) == pytest.approx(RESNET.step_time_s + exposed + 0.001)
+    assert step_time(RESNET, 6, 6, SUMMIT, comm) == pytest.approx(0.25 + message(tensor) + 0.001 / 161)
+    waiting = Communication(fusion_bytes=1 << 30, overlap=0.0)
+    assert step_time(RESNET, 6, 6, SUMMIT, waiting) == pytest.approx(
+        0.25 + message(tensor) + message(160 * tensor) + 0.001
+    )
+
+
+def test_measured_readiness_is_scaled_to_the_step_and_the_gradient():
+    """A calibration's shares of the step and bytes: fp16 compression halves the bytes, the step scales the times."""
+    terms = replace(nominal_terms(SUMMIT, SUMMIT.node_type(), Communication()), ready=((300.0, 0.9), (100.0, 0.4)))
+    workload = replace(RESNET, parameters=100)
+    assert gradient_arrivals(workload, Communication(), terms, 2.0) == [(0.8, 100.0), (1.8, 300.0)]
+    assert gradient_arrivals(workload, Communication(fp16=True), terms, 2.0) == [(0.8, 50.0), (1.8, 150.0)]
+
+
+def test_the_calibration_solves_the_rate_that_reproduces_the_probe():
+    """solve_beside_rate inverts the schedule: the rate it finds exposes what the probe measured."""
+    link = LinkCalibration("intra_node", 2, 1e-3, 1e8, 0.0, 0.0, [])
+    ready = [[4e6, 0.5], [4e6, 0.8], [1e6, 1.0]]
+    message = lambda nbytes: link_message_time(nbytes, 2, link)  # noqa: E731
+    arrivals = [(0.5 * 0.4, 4e6), (0.8 * 0.4, 4e6), (0.4, 1e6)]
+    for rate in (0.0, 0.3, 1.0):
+        exposed = allreduce_finish(arrivals, message, fusion_bytes=1 << 27, per_tensor_s=1e-4, rate=rate) - 0.4
+        assert solve_beside_rate(ready, 0.4, exposed, 2, link, 1e-4) == pytest.approx(rate, abs=1e-6)
+    assert solve_beside_rate(ready, 0.4, 0.0, 2, link, 1e-4) == 1.0  # less than even full speed exposes
+    assert solve_beside_rate(ready, 0.4, 10.0, 2, link, 1e-4) == 0.0
 
 
 def test_predict_rows():
@@ -147,7 +205,8 @@ def test_estimate_cli_with_a_supplied_gpu_step_time(hpcai):
         "| full-data epoch (s) | time to train (h) |"
     )
     assert lines[header + 2].startswith("| summit | model (ring) | 1 | 250.0 | 0.0 | 256.00 | 1.000 | 1.000 |")
-    assert lines[header + 3].startswith("| summit | model (ring) | 6 | 251.0 | 1.0 |")
+    # the last of 161 equal tensors, ready at the end of the backward pass: its message and 1/161 of 1 ms
+    assert lines[header + 3].startswith("| summit | model (ring) | 6 | 250.1 | 0.1 |")
     assert "cloud-equivalent cost of the full training at USD 3.06 per device-hour:" in result.stdout
 
 
