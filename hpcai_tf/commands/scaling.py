@@ -7,11 +7,16 @@ import math
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcai_tf.commands.launch import _count, add_backend_option, add_job_options, launch_request
 from hpcai_tf.errors import KitError
 from hpcai_tf.train.metrics_log import METRICS_FILE
+
+if TYPE_CHECKING:
+    from hpcai_tf.catalog import Site
 
 JOB_ONLY = (
     "node_type", "runtime", "time", "account", "image", "launcher", "jsrun_layout", "cuda_aware_mpi", "no_wait",
@@ -502,6 +507,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     target = (args.out / f"{site.id}.json") if args.out else default_path(site.id)
     check_targets([target])
+    across = emulated_pair(site) if args.across_nodes else None
     place = Place()
     if args.image is not None:
         if not args.image.is_file():
@@ -515,7 +521,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         previous=target,
         sizes=args.message_sizes or DEFAULT_SIZES,
         place=place,
-        across_nodes=args.across_nodes,
+        across_nodes=across,
     )
     write_atomic(target, calibration.to_json())
     link, entry = calibration.link, calibration.workloads[args.workload]
@@ -545,6 +551,43 @@ def _calibrate(args: argparse.Namespace) -> int:
     )
     print(f"calibrate: wrote {target}")
     return 0
+
+
+def emulated_pair(site: Site):
+    """For ``hpcai calibrate --across-nodes``: a function that runs a probe's argv with one rank on each of two
+    emulated nodes of this host (:func:`~hpcai_tf.launch.emulated_cluster.link_probe_shape`, started for it in
+    ``/var/tmp``, stopped by PID and removed after) under ``srun --mpi=pmix``. Between them Open MPI talks TCP
+    over loopback, so a site whose link across nodes is anything else is refused here, before anything runs."""
+    import shutil
+
+    from hpcai_tf.launch.emulated_cluster import (
+        LINK_PROBE_PARTITION,
+        EmulatedCluster,
+        check_host_environment,
+        default_root,
+        link_probe_shape,
+    )
+
+    inter = site.interconnect.inter_node.name
+    if "loopback" not in inter.lower():
+        raise KitError(
+            f"--across-nodes: emulated nodes of this host talk TCP over loopback, not site {site.id}'s {inter}; "
+            "expected a site whose link across nodes is loopback (local)"
+        )
+    if site.scheduler.kind != "slurm":
+        raise KitError(f"--across-nodes: site {site.id} runs {site.scheduler.kind}; emulated nodes are Slurm only")
+    check_host_environment("--across-nodes")
+
+    def run(program: Sequence[str]) -> subprocess.CompletedProcess:
+        root = default_root()
+        try:
+            with EmulatedCluster(link_probe_shape(site, 2), root) as cluster:
+                srun = ["srun", "-p", LINK_PROBE_PARTITION, "-N2", "--ntasks-per-node=1", "--mpi=pmix"]
+                return cluster.run(*srun, *program, check=False, timeout=900)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    return run
 
 
 def _cost(args: argparse.Namespace) -> int:

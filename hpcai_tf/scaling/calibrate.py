@@ -15,7 +15,9 @@ Singularity, every process below started in it, ``mpirun`` included):
    workload's forward and backward pass alone and with its allreduces.
 5. **Fits** (:mod:`hpcai_tf.scaling.fit`): the link's latency and bandwidth, the reduction's seconds per byte,
    the per-step overhead (the gradients' measured allreduce beyond the fitted time of their fused buffers), and
-   the allreduce's speed beside the backward pass (:func:`solve_beside_rate`).
+   the allreduce's speed beside the backward pass (:func:`solve_beside_rate`);
+6. **Across nodes** (``--across-nodes``): the collective probe's message sizes with one rank on each of two
+   nodes, run by the caller's :data:`AcrossNodes` (the command layer's emulated nodes), fitted as in step 5.
 
 On a CPU node the devices are cores: every rank runs one intra-op and one inter-op thread. None of the runs
 above is a multi-rank training run: those are what the calibration is checked against (``make bench``).
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -308,31 +309,18 @@ def _result(done: subprocess.CompletedProcess, what: str) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def run_probe_across_nodes(site: Site, sizes: Sequence[int], repeats: int, env: Mapping[str, str]) -> dict:
-    """Step 6 (``--across-nodes``): the collective probe's message sizes over two emulated nodes of ``site``'s node
-    type (:func:`~hpcai_tf.launch.emulated_cluster.link_probe_shape`), one rank on each, under
-    ``srun --mpi=pmix`` with this Python (:func:`calibrate` has checked the site and the environment): what
-    Open MPI's TCP transport between them costs. The cluster's directory is removed and its daemons stopped by
-    PID whatever happens."""
-    from hpcai_tf.launch.emulated_cluster import (
-        LINK_PROBE_PARTITION,
-        EmulatedCluster,
-        default_root,
-        link_probe_shape,
-    )
+AcrossNodes = Callable[[Sequence[str]], subprocess.CompletedProcess]
+"""Runs a probe's argv with one rank on each of two nodes and returns the finished process: the command layer's
+two emulated nodes (:func:`hpcai_tf.commands.scaling.emulated_pair`)."""
 
-    shape = link_probe_shape(site, 2)
-    program = [sys.executable, "-m", "hpcai_tf.scaling.collective_probe", "--sizes", ",".join(map(str, sizes))]
-    program += ["--repeats", str(repeats)]
+
+def run_probe_across_nodes(across: AcrossNodes, sizes: Sequence[int], repeats: int, env: Mapping[str, str]) -> dict:
+    """Step 6 (``--across-nodes``): the collective probe's message sizes with one rank on each of two nodes, with
+    this Python and the calibration's thread settings; rank 0's result."""
     own = [f"{name}={env[name]}" for name in (*ONE_THREAD, "TF_CPP_MIN_LOG_LEVEL") if name in env]
-    srun = ["srun", "-p", LINK_PROBE_PARTITION, "-N2", "--ntasks-per-node=1", "--mpi=pmix", "env", *own, *program]
-    root = default_root()
-    try:
-        with EmulatedCluster(shape, root) as cluster:
-            done = cluster.run(*srun, check=False, timeout=900)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    return _result(done, "the collective probe across two emulated nodes")
+    program = ["env", *own, sys.executable, "-m", "hpcai_tf.scaling.collective_probe"]
+    program += ["--sizes", ",".join(map(str, sizes)), "--repeats", str(repeats)]
+    return _result(across(program), "the collective probe across two nodes")
 
 
 def fit_probe(result: dict, level: str = "intra_node") -> LinkCalibration:
@@ -373,29 +361,17 @@ def calibrate(
     repeats: int = 5,
     say: Callable[[str], None] = print,
     place: Place = Place(),
-    across_nodes: bool = False,
+    across_nodes: AcrossNodes | None = None,
 ) -> Calibration:
     """Measure ``workload`` and the node's link on ``site`` (this host, with this Python or inside ``place``'s
-    image), and with ``across_nodes`` the link between two emulated nodes; workloads of ``previous`` measured with
-    the same stack on the same host and image are kept beside it, and so is its link across nodes unless this
-    run measures one."""
+    image), and with ``across_nodes`` the link between two nodes (with this Python); workloads of ``previous``
+    measured with the same stack on the same host and image are kept beside it, and so is its link across nodes
+    unless this run measures one."""
     node = site.node_type()
     if ranks < 2 or ranks > node.devices:
         raise KitError(f"--ranks: expected 2 to {node.devices} (the devices of one {node.name} node), got {ranks}")
-    if across_nodes:
-        from hpcai_tf.launch.emulated_cluster import check_host_environment
-
-        if place.image is not None:
-            raise KitError("--across-nodes: runs with this Python on emulated nodes of this host; leave out --image")
-        inter = site.interconnect.inter_node.name
-        if "loopback" not in inter.lower():
-            raise KitError(
-                f"--across-nodes: emulated nodes of this host talk TCP over loopback, not site {site.id}'s {inter}; "
-                "expected a site whose link across nodes is loopback (local)"
-            )
-        if site.scheduler.kind != "slurm":
-            raise KitError(f"--across-nodes: site {site.id} runs {site.scheduler.kind}; emulated nodes are Slurm only")
-        check_host_environment("--across-nodes")
+    if across_nodes is not None and place.image is not None:
+        raise KitError("--across-nodes: runs with this Python on two nodes; leave out --image")
     stack = check_stack(site, place)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     if node.gpus == 0:
@@ -418,9 +394,9 @@ def calibrate(
         say(f"calibrate: Horovod collectives over {ranks} ranks ({len(sizes)} message sizes, {workload}'s gradients)")
         probe = run_probe(site, ranks, sizes, repeats, workload, config, compute["batch_per_device"], env, place)
     across = None
-    if across_nodes:
-        say(f"calibrate: Horovod collectives across two emulated nodes of {site.id} ({len(sizes)} message sizes)")
-        across = fit_probe(run_probe_across_nodes(site, sizes, repeats, env), level="inter_node")
+    if across_nodes is not None:
+        say(f"calibrate: Horovod collectives across two nodes of {site.id} ({len(sizes)} message sizes)")
+        across = fit_probe(run_probe_across_nodes(across_nodes, sizes, repeats, env), level="inter_node")
     link = fit_probe(probe)
     grads = probe["gradients"][workload]
     step_allreduce = _less_a_cycle(grads["allreduce_s"])
