@@ -507,7 +507,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     target = (args.out / f"{site.id}.json") if args.out else default_path(site.id)
     check_targets([target])
-    across = emulated_pair(site) if args.across_nodes else None
+    pair = emulated_pair(site) if args.across_nodes else None
     place = Place()
     if args.image is not None:
         if not args.image.is_file():
@@ -521,7 +521,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         previous=target,
         sizes=args.message_sizes or DEFAULT_SIZES,
         place=place,
-        across_nodes=across,
+        across_nodes=pair,
     )
     write_atomic(target, calibration.to_json())
     link, entry = calibration.link, calibration.workloads[args.workload]
@@ -566,6 +566,7 @@ def emulated_pair(site: Site):
         check_host_environment,
         default_root,
         link_probe_shape,
+        require_slurm,
     )
 
     inter = site.interconnect.inter_node.name
@@ -574,8 +575,7 @@ def emulated_pair(site: Site):
             f"--across-nodes: emulated nodes of this host talk TCP over loopback, not site {site.id}'s {inter}; "
             "expected a site whose link across nodes is loopback (local)"
         )
-    if site.scheduler.kind != "slurm":
-        raise KitError(f"--across-nodes: site {site.id} runs {site.scheduler.kind}; emulated nodes are Slurm only")
+    require_slurm(site, "--across-nodes")
     check_host_environment("--across-nodes")
 
     def run(program: Sequence[str]) -> subprocess.CompletedProcess:

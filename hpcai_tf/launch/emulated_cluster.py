@@ -127,13 +127,18 @@ def _gres(node: NodeType) -> str | None:
     return f"gpu:{kind}:{node.gpus}" if kind else f"gpu:{node.gpus}"
 
 
-def shape_for_site(site: Site, nodes: int = DEFAULT_NODES, node_type: str | None = None) -> ClusterShape:
-    """``nodes`` nodes of ``site``'s node type (default: the site's) and the partitions they can satisfy."""
+def require_slurm(site: Site, field: str = "--site") -> None:
+    """Refuse, in one line starting with ``field``, a site whose scheduler is not Slurm."""
     if site.scheduler.kind != "slurm":
         raise KitError(
-            f"--site: site {site.id} runs {site.scheduler.kind} (launcher {site.scheduler.launcher}); "
+            f"{field}: site {site.id} runs {site.scheduler.kind} (launcher {site.scheduler.launcher}); "
             "the emulated cluster is Slurm only"
         )
+
+
+def shape_for_site(site: Site, nodes: int = DEFAULT_NODES, node_type: str | None = None) -> ClusterShape:
+    """``nodes`` nodes of ``site``'s node type (default: the site's) and the partitions they can satisfy."""
+    require_slurm(site)
     node = site.node_type(node_type)
     if not 1 <= nodes <= node.count:
         raise KitError(
@@ -155,8 +160,7 @@ def link_probe_shape(site: Site, nodes: int = 2) -> ClusterShape:
     the site's node count and partitions: where ``hpcai calibrate --across-nodes`` times Horovod's collectives
     between nodes. Between emulated nodes of this machine that is Open MPI's TCP transport over loopback (the
     ``local`` site's link across nodes in the catalog, although the site has one node)."""
-    if site.scheduler.kind != "slurm":
-        raise KitError(f"--site: site {site.id} runs {site.scheduler.kind}; the emulated cluster is Slurm only")
+    require_slurm(site)
     node = site.node_type()
     partition = PartitionShape(LINK_PROBE_PARTITION, 1, nodes, 60)
     return ClusterShape(site.id, node.name, _node_shapes(site, node, nodes), (partition,))

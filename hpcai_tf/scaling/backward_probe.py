@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 RESULT = "RESULT "
+"""The prefix of a probe's one result line (this probe's and :mod:`~hpcai_tf.scaling.collective_probe`'s)."""
 FLOAT32 = 4
 
 
@@ -59,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         return [hvd.allreduce(g, op=hvd.Average, name=f"{TENSOR}{i}") for i, g in enumerate(gradients_of(batch))]
 
     for _ in range(2):
-        _drain(step(inputs))
+        drain(step(inputs))
     calls = []
     with tempfile.TemporaryDirectory(prefix="hpcai-backward-probe-") as tmp:
         timeline = Path(tmp) / "timeline.json"
         hvd.start_timeline(str(timeline))
         for _ in range(args.steps):
             start = time.time()
-            _drain(step(inputs))
+            drain(step(inputs))
             calls.append((start * 1e6, time.time() * 1e6))
         hvd.stop_timeline()
         enqueued = enqueue_times(timeline.read_text(encoding="utf-8"))
@@ -144,9 +145,13 @@ def enqueue_times(text: str) -> dict[int, list[float]]:
     return found
 
 
-def _drain(tensors) -> None:
-    for tensor in tensors:
-        tensor.numpy()
+def drain(result) -> None:
+    """Wait for an operation's result (a tensor, or lists of them) to exist on this rank (copy it to the host)."""
+    for tensor in result if isinstance(result, list) else [result]:
+        if isinstance(tensor, list):
+            drain(tensor)
+        else:
+            tensor.numpy()
 
 
 if __name__ == "__main__":

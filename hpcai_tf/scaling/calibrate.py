@@ -37,6 +37,7 @@ from pathlib import Path
 
 from hpcai_tf.catalog import Site
 from hpcai_tf.errors import KitError
+from hpcai_tf.scaling.backward_probe import RESULT
 from hpcai_tf.scaling.calibration import (
     Calibration,
     LinkCalibration,
@@ -44,7 +45,7 @@ from hpcai_tf.scaling.calibration import (
     parse_calibration,
     site_pins,
 )
-from hpcai_tf.scaling.estimate import HOROVOD_CYCLE_S
+from hpcai_tf.scaling.estimate import HOROVOD_CYCLE_S, allreduce_finish
 from hpcai_tf.scaling.fit import fit_link, fit_reduction, gather_time
 from hpcai_tf.train.image_contract import IMAGE_PATHS
 from hpcai_tf.train.metrics_log import METRICS_FILE, read_records
@@ -85,8 +86,6 @@ def solve_beside_rate(
     of ``compute_s``, exposes ``exposed_s`` after the last one: the probe's pass with its allreduces beyond the
     pass alone. 1 when even that exposes more than measured, 0 when even waiting for the compute to end
     exposes less. Bisection: the exposed time falls as the rate grows."""
-    from hpcai_tf.scaling.estimate import allreduce_finish
-
     arrivals = sorted((share * compute_s, size) for size, share in ready)
 
     def exposed(rate: float) -> float:
@@ -302,11 +301,11 @@ def _probe(program: list[str], ranks: int, env: Mapping[str, str], place: Place,
 
 def _result(done: subprocess.CompletedProcess, what: str) -> dict:
     """The JSON of a finished probe's ``RESULT`` line, or a one-line error with its last line of stderr."""
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
     if done.returncode != 0 or not lines:
         last = (done.stderr.strip().splitlines() or [""])[-1]
         raise KitError(f"calibrate: {what} exited {done.returncode}: {last}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    return json.loads(lines[-1][len(RESULT) :])
 
 
 AcrossNodes = Callable[[Sequence[str]], subprocess.CompletedProcess]

@@ -33,8 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-RESULT = "RESULT "
-FLOAT32 = 4
+from hpcai_tf.scaling.backward_probe import FLOAT32, RESULT, drain, training_pass
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -54,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     tf = import_tensorflow()
     import horovod.tensorflow as hvd
 
-    from hpcai_tf.scaling.backward_probe import training_pass
-
     hvd.init()
     ranks = hvd.size()
 
@@ -63,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         """The slowest rank's seconds for one call of ``fn(inputs)``, the ranks entering together."""
         hvd.allreduce(tf.constant(0.0), op=hvd.Sum, name="hpcai.probe.barrier").numpy()
         start = time.perf_counter()
-        _drain(fn(inputs))
+        drain(fn(inputs))
         elapsed = time.perf_counter() - start
         return float(hvd.allreduce(tf.constant(elapsed, tf.float64), op=hvd.Max).numpy())
 
     def timed(fn, inputs) -> float:
         """Median over repeats of :func:`once` (after two untimed calls)."""
         for _ in range(2):
-            _drain(fn(inputs))
+            drain(fn(inputs))
         return statistics.median(once(fn, inputs) for _ in range(args.repeats))
 
     def timed_pair(first, second, inputs) -> tuple[float, float]:
@@ -78,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         that plus the median of the differences within each turn. A core that slows down for a while slows
         both calls of a turn, so the difference keeps its sign where two separate medians would not."""
         for _ in range(2):
-            _drain(first(inputs))
-            _drain(second(inputs))
+            drain(first(inputs))
+            drain(second(inputs))
         turns = [(once(first, inputs), once(second, inputs)) for _ in range(2 * args.repeats)]
         alone = statistics.median(a for a, _ in turns)
         return alone, alone + statistics.median(b - a for a, b in turns)
@@ -117,15 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     if hvd.rank() == 0:
         print(RESULT + json.dumps({"ranks": ranks, "points": points, "gradients": steps}), flush=True)
     return 0
-
-
-def _drain(result) -> None:
-    """Wait for a collective's result to exist on this rank (copy it to the host)."""
-    for tensor in result if isinstance(result, list) else [result]:
-        if isinstance(tensor, list):
-            _drain(tensor)
-        else:
-            tensor.numpy()
 
 
 if __name__ == "__main__":

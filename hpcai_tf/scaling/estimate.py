@@ -255,6 +255,11 @@ def message_time(nbytes: float, devices: int, per_node: int, comm: Communication
     return transfer + terms.reduction_s_per_byte.value * (devices - 1) / devices * nbytes
 
 
+def wire_bytes(workload: Workload, comm: Communication) -> int:
+    """The bytes of one step's gradients on the wire: 4 per parameter, 2 with Horovod's fp16 compression."""
+    return workload.parameters * (2 if comm.fp16 else 4)
+
+
 def allreduce_time(
     workload: Workload, devices: int, per_node: int, site: Site, comm: Communication, terms: Terms | None = None
 ) -> float:
@@ -263,7 +268,7 @@ def allreduce_time(
     if devices <= 1:
         return 0.0
     terms = terms or nominal_terms(site, site.node_type(), comm)
-    nbytes = workload.parameters * (2 if comm.fp16 else 4)
+    nbytes = wire_bytes(workload, comm)
     messages = math.ceil(nbytes / comm.fusion_bytes) if comm.fusion_bytes else workload.tensors
     messages = max(1, min(messages, workload.tensors))
     return messages * message_time(nbytes / messages, devices, per_node, comm, terms)
@@ -275,7 +280,7 @@ def gradient_arrivals(
     """(seconds into the step, bytes) of each gradient tensor, in the order they become ready: the calibration's
     shares of the step (its bytes scaled to the workload's gradient, e.g. halved by fp16 compression), else
     ``workload.tensors`` equal tensors evenly over the backward pass, the last one at the step's end."""
-    nbytes = workload.parameters * (2 if comm.fp16 else 4)
+    nbytes = wire_bytes(workload, comm)
     if terms.ready:
         scale = nbytes / sum(size for size, _ in terms.ready)
         return sorted((share * compute_s, size * scale) for size, share in terms.ready)
