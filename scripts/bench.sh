@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=3
-for bench in bench/horovod_vs_mwms.py bench/training_overheads.py bench/estimate_vs_measured.py bench/emulated_nodes.py; do
+for bench in bench/machine_drift.py bench/horovod_vs_mwms.py bench/training_overheads.py bench/estimate_vs_measured.py bench/emulated_nodes.py; do
   echo "== $bench ($(date -u +%Y-%m-%dT%H:%MZ))"
   .venv/bin/python "$bench"
 done

@@ -495,6 +495,11 @@ def _write_beside(points, out: Path | None, title: str, model: str) -> None:
     plot_scaling(plot_lines(points, model), out / "estimate.png", title, "devices")
 
 
+def _epochs_range(steps: list[float]) -> str:
+    """Per-epoch step times as "a to b ms over n epochs": how much the node drifted while it was measured."""
+    return f"{min(steps) * 1e3:.1f} to {max(steps) * 1e3:.1f} ms over {len(steps)} epoch(s)"
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from hpcai_tf.catalog import load_site
     from hpcai_tf.commands.train import check_train_arguments
@@ -537,8 +542,9 @@ def _calibrate(args: argparse.Namespace) -> int:
             f"bandwidth {across.bandwidth / 1e9:.3f} GB/s (worst fit residual {across.worst_residual:.0%})"
         )
     print(
-        f"calibrate: {args.workload}: step {entry.step_time_s * 1e3:.1f} ms alone, "
-        f"{entry.shared_step_time_s * 1e3:.1f} ms with {args.ranks} at once; gradients "
+        f"calibrate: {args.workload}: step {entry.step_time_s * 1e3:.1f} ms alone "
+        f"({_epochs_range(entry.step_time_epochs_s)}), {entry.shared_step_time_s * 1e3:.1f} ms with {args.ranks} "
+        f"at once ({_epochs_range(entry.shared_step_time_epochs_s)}); gradients "
         f"({entry.gradient_tensors} tensors, {entry.gradient_bytes:,} bytes) allreduced in "
         f"{entry.gradient_allreduce_s * 1e3:.2f} ms, {entry.step_overhead_s * 1e3:.2f} ms of it overhead"
     )

@@ -221,17 +221,16 @@ def _measured_epochs(run_dir: Path) -> list[dict]:
     return epochs[1:]
 
 
-def mean_step(run_dir: Path) -> tuple[float, int]:
-    """(mean seconds per step, batch) over a 1-rank run's epochs after the first: batch / samples per second."""
+def epoch_steps(run_dir: Path) -> tuple[list[float], int]:
+    """(seconds per step of each epoch after the first, batch) of a 1-rank run: batch / samples per second."""
     epochs = _measured_epochs(run_dir)
     batch = int(epochs[-1]["batch_per_rank"])
-    rate = sum(float(e["samples_per_sec_per_rank"]) for e in epochs) / len(epochs)
-    return batch / rate, batch
+    return [batch / float(e["samples_per_sec_per_rank"]) for e in epochs], batch
 
 
-def step_quantiles(run_dir: Path) -> list[float]:
-    """The per-step time quantiles of every epoch after the first, pooled."""
-    return [float(q) for e in _measured_epochs(run_dir) for q in e.get("step_time_quantiles_s") or []]
+def epoch_quantiles(run_dir: Path) -> list[list[float]]:
+    """The per-step time quantiles of each epoch after the first."""
+    return [[float(q) for q in e.get("step_time_quantiles_s") or []] for e in _measured_epochs(run_dir)]
 
 
 def measure_compute(
@@ -251,16 +250,19 @@ def measure_compute(
     shared = [work / f"shared-{i}" for i in range(ranks)]
     started = [_train(workload, d, train_args, env, place) for d in shared]
     _finish(started, shared, f"hpcai train {workload} (shared node)")
-    step, batch = mean_step(solo)
-    shared_steps = [mean_step(d)[0] for d in shared]
-    quantiles = [q for d in shared for q in step_quantiles(d)]
-    if not quantiles:
+    steps, batch = epoch_steps(solo)
+    shared_steps = [epoch_steps(d)[0] for d in shared]
+    quantiles = [epoch_quantiles(d) for d in shared]
+    if len({len(s) for s in shared_steps}) != 1:
+        raise KitError(f"calibrate: the {ranks} shared runs measured different numbers of epochs")
+    pooled = [[q for run in by_epoch for q in run] for by_epoch in zip(*quantiles, strict=True)]
+    if not all(pooled):
         raise KitError(f"calibrate: {shared[0]} has no step_time_quantiles_s (a run of an older kit)")
     return {
         "batch_per_device": batch,
-        "step_time_s": step,
-        "shared_step_time_s": sum(shared_steps) / len(shared_steps),
-        "shared_step_quantiles_s": quantiles,
+        "step_time_epochs_s": steps,
+        "shared_step_time_epochs_s": [sum(epoch) / len(epoch) for epoch in zip(*shared_steps, strict=True)],
+        "shared_step_quantiles_s": pooled,
     }
 
 

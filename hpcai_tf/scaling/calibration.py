@@ -3,11 +3,11 @@
 The file holds its provenance (site, host, date, image, threads and ranks, the stack it measured and the site's pins
 at the time), the fitted link within a node (latency, bandwidth, and the reduction's seconds per byte, with the
 probe's points), the same between two emulated nodes when measured (``link_across_nodes``, else null), and per
-workload the measured compute (step times alone on the node and with ``ranks`` copies
-at once), the allreduce of its gradients as one training step issues them, and the per-step overhead fitted from
-that. :func:`read_calibration` refuses, in one line naming the file, a file with a missing or wrong field, one made
-for another site, and one whose pins differ from the site's pins now (the image it measured is not the one the
-catalog would build).
+workload the measured compute (step times alone on the node and with ``ranks`` copies at once, per epoch), the
+allreduce of its gradients as one training step issues them, and the per-step overhead fitted from that.
+:func:`read_calibration` refuses, in one line naming the file, a file with a missing or wrong field, one made for
+another site, and one whose pins differ from the site's pins now (the image it measured is not the one the catalog
+would build).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from hpcai_tf.errors import KitError
 from hpcai_tf.files import read_text_file
 from hpcai_tf.paths import KIT_ROOT
 
-FORMAT = "hpcai-calibration/2"
-"""Version 2 measures when each gradient becomes ready and the allreduce's speed beside the backward pass; the
-compute-loop overlap share of version 1 is gone."""
+FORMAT = "hpcai-calibration/3"
+"""Version 3 keeps the step times per epoch (version 2 kept their means and pooled the spread over the epochs);
+version 2 measured when each gradient becomes ready and the allreduce's speed beside the backward pass, where
+version 1 had a compute-loop overlap share."""
 CALIBRATION_DIR = KIT_ROOT / "runs" / "calibration"
 PINNED = ("python", "tensorflow", "tensorflow_package", "keras", "numpy", "horovod", "horovod_patches", "mpi4py")
 """The site's stack fields a calibration is only valid for: a change of any is another image."""
@@ -61,13 +62,14 @@ class WorkloadCalibration:
     """One workload's measured compute and communication on the site."""
 
     batch_per_device: int
-    step_time_s: float
-    """Mean step time of one rank alone on the node (the epochs after the first)."""
-    shared_step_time_s: float
-    """Mean step time of each of ``ranks`` ranks running at once, independently (the node's devices all busy)."""
-    shared_step_quantiles_s: list[float]
-    """Those ranks' per-step times (5th percentiles of each epoch after the first, pooled): the spread from which
-    the slowest of p ranks is taken."""
+    step_time_epochs_s: list[float]
+    """Mean step time of one rank alone on the node, per epoch after the first."""
+    shared_step_time_epochs_s: list[float]
+    """Mean step time of ``ranks`` ranks running at once, independently (the node's devices all busy), per epoch
+    after the first: the ranks' mean in each."""
+    shared_step_quantiles_s: list[list[float]]
+    """Those ranks' per-step times at every 5th percentile, per epoch after the first (the ranks' 21 each, pooled):
+    the spread from which the slowest of p ranks is taken."""
     gradient_bytes: int
     gradient_tensors: int
     gradient_allreduce_s: float
@@ -86,6 +88,16 @@ class WorkloadCalibration:
     """``gradient_allreduce_s`` beyond the fitted link's time for the fused buffers: Horovod's negotiation, cycle
     and per-tensor work, paid once per multi-rank step."""
     train_args: list[str]
+
+    @property
+    def step_time_s(self) -> float:
+        """Mean step time alone over the measured epochs."""
+        return sum(self.step_time_epochs_s) / len(self.step_time_epochs_s)
+
+    @property
+    def shared_step_time_s(self) -> float:
+        """Mean step time with the node's devices all busy over the measured epochs."""
+        return sum(self.shared_step_time_epochs_s) / len(self.shared_step_time_epochs_s)
 
 
 @dataclass(frozen=True)
@@ -145,8 +157,6 @@ def _workload(name: str, data: Mapping[str, Any], where: str) -> WorkloadCalibra
         "train_args": _field(data, "train_args", list, where),
     }
     for key in (
-        "step_time_s",
-        "shared_step_time_s",
         "gradient_allreduce_s",
         "probe_step_s",
         "probe_step_with_allreduce_s",
@@ -160,13 +170,20 @@ def _workload(name: str, data: Mapping[str, Any], where: str) -> WorkloadCalibra
     if not ready or not all(_is_ready_pair(pair) for pair in ready):
         raise KitError(f"{where}: field 'gradient_ready' must be a non-empty list of [bytes > 0, share 0 to 1]")
     values["gradient_ready"] = [[float(size), float(share)] for size, share in ready]
+    for key in ("step_time_epochs_s", "shared_step_time_epochs_s"):
+        values[key] = _positive_numbers(_field(data, key, list, where), key, where)
     quantiles = _field(data, "shared_step_quantiles_s", list, where)
-    if not quantiles or not all(isinstance(q, NUMBER) and not isinstance(q, bool) and q > 0 for q in quantiles):
-        raise KitError(f"{where}: field 'shared_step_quantiles_s' must be a non-empty list of positive numbers")
-    values["shared_step_quantiles_s"] = [float(q) for q in quantiles]
-    if values["step_time_s"] <= 0 or values["shared_step_time_s"] <= 0:
-        raise KitError(f"{where}: expected step times > 0")
+    if len(quantiles) != len(values["shared_step_time_epochs_s"]) or not all(isinstance(q, list) for q in quantiles):
+        raise KitError(f"{where}: field 'shared_step_quantiles_s' must hold one list per shared epoch")
+    values["shared_step_quantiles_s"] = [_positive_numbers(q, "shared_step_quantiles_s", where) for q in quantiles]
     return WorkloadCalibration(**values)
+
+
+def _positive_numbers(values: list, key: str, where: str) -> list[float]:
+    """``values`` as floats; refused unless a non-empty list of numbers > 0."""
+    if not values or not all(isinstance(v, NUMBER) and not isinstance(v, bool) and v > 0 for v in values):
+        raise KitError(f"{where}: field '{key}' must be a non-empty list of positive numbers")
+    return [float(v) for v in values]
 
 
 def _is_ready_pair(pair: Any) -> bool:

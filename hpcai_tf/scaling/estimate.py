@@ -185,7 +185,6 @@ def calibrated_terms(nominal: Terms, calibration, workload: str) -> Terms:
     where = calibration.path.name if calibration.path else calibration.site
     if entry is None:
         raise KitError(f"{where}: no calibration of {workload} (hpcai calibrate --site {calibration.site} {workload})")
-    mean = sum(entry.shared_step_quantiles_s) / len(entry.shared_step_quantiles_s)
     overlap = nominal.overlap
     if not overlap.note.startswith("--overlap"):
         overlap = Figure(entry.beside_rate, "fitted", f"{workload}'s step beside its allreduces, {where}")
@@ -208,8 +207,8 @@ def calibrated_terms(nominal: Terms, calibration, workload: str) -> Terms:
             entry.shared_step_time_s / entry.step_time_s, "measured", f"{link.ranks} runs at once, {where}"
         ),
         contention_ranks=link.ranks,
-        spread=tuple(q / mean for q in entry.shared_step_quantiles_s),
-        spread_source=f"measured: per-step times of {link.ranks} runs at once, {where}",
+        spread=tuple(q / (sum(epoch) / len(epoch)) for epoch in entry.shared_step_quantiles_s for q in epoch),
+        spread_source=f"measured: per-step times of {link.ranks} runs at once over each epoch's mean, {where}",
         ready=tuple((float(size), float(share)) for size, share in entry.gradient_ready),
         ready_source=f"measured: Horovod's enqueue of each gradient in a 1-rank step, {where}",
     )

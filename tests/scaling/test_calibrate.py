@@ -27,9 +27,9 @@ def _calibration(site_id: str = "local", across: LinkCalibration | None = None, 
     site = load_site(site_id)
     entry = WorkloadCalibration(
         batch_per_device=32,
-        step_time_s=0.25,
-        shared_step_time_s=0.3,
-        shared_step_quantiles_s=[0.28, 0.3, 0.32],
+        step_time_epochs_s=[0.2, 0.3],
+        shared_step_time_epochs_s=[0.24, 0.36],
+        shared_step_quantiles_s=[[0.224, 0.24, 0.256], [0.336, 0.36, 0.384]],
         gradient_bytes=199_564,
         gradient_tensors=72,
         gradient_allreduce_s=0.007,
@@ -80,7 +80,8 @@ def test_estimate_uses_the_calibration_and_says_where_each_figure_comes_from(hpc
     assert "| gradients ready | 2 tensors, 0.50 to 1.00 of the step | measured |" in out
     assert "| inter-node latency | 20.00 us | catalog | TCP loopback, unconfirmed |" in out
     line = next(row for row in out.splitlines() if row.startswith("| local | model (ring) | 2 |"))
-    # compute: 0.25 x 1.2 x (slowest of two of [0.28, 0.3, 0.32] / 0.3); half the gradient is ready half-way and
+    # compute: 0.25 x 1.2 (the epochs' means) x the slowest of two of [0.28, 0.3, 0.32] / 0.3: each epoch's
+    # quantiles over that epoch's mean, so the second epoch's being half as slow again is not a spread; half the gradient is ready half-way and
     # allreduced at a quarter speed (4.7 ms, well before the end), the other half at the end: it waits for the
     # next tick of Horovod's 1 ms cycle (counted from the first one), then its message and its tensor's share of
     # the 3 ms overhead are exposed.
@@ -143,9 +144,23 @@ BAD_FILES = {
         lambda: _without(_calibration(across=ACROSS), "link_across_nodes", "latency_s"),
         "link_across_nodes: missing field 'latency_s'",
     ),
-    "no step time": (
-        lambda: _without(_calibration(), "workloads", "gw", "step_time_s"),
-        "workloads.gw: missing field 'step_time_s'",
+    "no step times": (
+        lambda: _without(_calibration(), "workloads", "gw", "step_time_epochs_s"),
+        "workloads.gw: missing field 'step_time_epochs_s'",
+    ),
+    "a zero step time": (
+        lambda: {
+            **_calibration(),
+            "workloads": {"gw": {**_calibration()["workloads"]["gw"], "shared_step_time_epochs_s": [0.24, 0]}},
+        },
+        "field 'shared_step_time_epochs_s' must be a non-empty list of positive numbers",
+    ),
+    "quantiles of fewer epochs than the shared step times": (
+        lambda: {
+            **_calibration(),
+            "workloads": {"gw": {**_calibration()["workloads"]["gw"], "shared_step_quantiles_s": [[0.24]]}},
+        },
+        "field 'shared_step_quantiles_s' must hold one list per shared epoch",
     ),
     "negative overhead": (
         lambda: {**_calibration(), "workloads": {"gw": {**_calibration()["workloads"]["gw"], "step_overhead_s": -1}}},
@@ -162,9 +177,9 @@ BAD_FILES = {
         },
         "field 'gradient_ready' must be a non-empty list of [bytes > 0, share 0 to 1]",
     ),
-    "a calibration of format 1": (
-        lambda: {**_calibration(), "format": "hpcai-calibration/1"},
-        "field 'format' is 'hpcai-calibration/1', expected 'hpcai-calibration/2'",
+    "a calibration of format 2": (
+        lambda: {**_calibration(), "format": "hpcai-calibration/2"},
+        "field 'format' is 'hpcai-calibration/2', expected 'hpcai-calibration/3'",
     ),
     "no pins": (lambda: _without(_calibration(), "provenance", "pins"), "provenance: missing field 'pins'"),
     "another format": (lambda: {**_calibration(), "format": "x/2"}, "field 'format' is 'x/2'"),
@@ -307,15 +322,19 @@ def test_calibrate_measures_the_local_node_and_estimate_reads_it(hpcai, tmp_path
     assert across["level"] == "inter_node" and across["ranks"] == 2 and across["bandwidth"] > 0
     assert [p["bytes"] for p in across["points"]] == [4096, 1048576, 16777216]
     assert "calibrate: local link across 2 emulated nodes: latency " in result.stdout
+    assert " ms over 1 epoch(s)), " in result.stdout and " ms over 1 epoch(s)); gradients (72 tensors" in result.stdout
     assert entry["gradient_tensors"] == 72 and entry["gradient_bytes"] == 49891 * 4
-    assert entry["step_time_s"] > 0 and entry["shared_step_time_s"] > 0 and 0 <= entry["beside_rate"] <= 1
+    assert min(entry["step_time_epochs_s"]) > 0 and min(entry["shared_step_time_epochs_s"]) > 0
+    assert 0 <= entry["beside_rate"] <= 1
     # 8 of the skip convolutions' biases have one gradient, which TensorFlow allreduces once (in training too)
     assert len(entry["gradient_ready"]) == 72 - 7
     assert sum(size for size, _ in entry["gradient_ready"]) == (49891 - 7 * 32) * 4
     shares = [share for _, share in entry["gradient_ready"]]
     assert 0 < min(shares) < max(shares) <= 1  # the forward pass comes first, then the gradients one by one
     assert entry["probe_step_with_allreduce_s"] > 0 and entry["probe_step_s"] > 0
-    assert len(entry["shared_step_quantiles_s"]) == 2 * 21  # two runs, one measured epoch each
+    # one measured epoch: its step alone, the two shared runs' mean step and their 21 quantiles each
+    assert len(entry["step_time_epochs_s"]) == len(entry["shared_step_time_epochs_s"]) == 1
+    assert [len(q) for q in entry["shared_step_quantiles_s"]] == [2 * 21]
     assert entry["train_args"] == list(train)
     estimate = hpcai(*ESTIMATE, "--calibration", str(out / "local.json"))
     assert estimate.returncode == 0, estimate.stderr

@@ -38,7 +38,9 @@ def test_calibrate_inside_the_local_sif_and_estimate_reads_it(harness, local_sif
     assert image["bytes"] == local_sif.path.stat().st_size
     assert written["provenance"]["stack"]["tensorflow"] == load_site("local").stack.tensorflow
     entry = written["workloads"]["gw"]
-    assert entry["gradient_tensors"] == 72 and entry["step_time_s"] > 0 and entry["gradient_allreduce_s"] > 0
+    assert (
+        entry["gradient_tensors"] == 72 and min(entry["step_time_epochs_s"]) > 0 and entry["gradient_allreduce_s"] > 0
+    )
     assert [p["bytes"] for p in written["link"]["points"]] == [4096, 1048576, 16777216]
     estimate = sh(
         [*HPCAI, "estimate", "gw", "--site", "local", "--gpus", "1,2", "--smoke", "--calibration", out / "local.json"],
