@@ -19,8 +19,8 @@ The model (``hpcai estimate``'s :func:`predict` with the calibration's terms) pr
 of predicted to measured efficiency is the must-hold. Beside it, the typical figures: each side's median epoch
 over every round (less moved by one lucky or unlucky run, as long as the rounds sample the same minutes), and
 each round on its own (its calibration's prediction against its own runs' efficiency), with the median ratio.
-Then ``--fit-csv`` on the public curve in ``bench/data/dlperf-mxnet-resnet50-v100.csv`` (docs/performance-model.md names its source):
-fitted on its smallest half, the rest predicted.
+Then ``--fit-csv`` on the public curve in ``bench/data/dlperf-mxnet-resnet50-v100.csv``
+(docs/performance-model.md names its source): fitted on its smallest half, the rest predicted.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from hpcai_tf.scaling.report import read_run
 ROUNDS = 4
 WORKLOADS = {
     "gw": ["--smoke", "--data", "{data}", "--epochs", "6", "--no-tensorboard"],
-    "resnet50": [*SMALL_RESNET, "--epochs", "5", "--no-tensorboard"],
+    "resnet50": [*SMALL_RESNET[: SMALL_RESNET.index("--epochs")], "--epochs", "5", "--no-tensorboard"],
 }
 FIT_CSV = [sys.executable, "-m", "hpcai_tf", "estimate", "resnet50", "--site", "bridges-ai", "--fit-csv"]
 CURVE = REPO / "bench" / "data" / "dlperf-mxnet-resnet50-v100.csv"
@@ -67,6 +67,7 @@ def typical(found: list, workload: str):
     probe's figures."""
     entries = [c.workloads[workload] for c in found]
     middle = sorted(range(len(entries)), key=lambda i: entries[i].shared_step_time_s)[(len(entries) - 1) // 2]
+    # one shared step but every round's per-epoch quantiles: a file would be refused so; it stays in memory
     entry = replace(
         entries[middle],
         step_time_epochs_s=[statistics.median(t for e in entries for t in e.step_time_epochs_s)],
@@ -144,9 +145,9 @@ def one_workload(workload: str, tmp: Path, env: dict, rounds: int) -> float:
     )
     paired = []
     for round_, own in enumerate(found):
-        alone = predicted_efficiency(own, workload, site, size)[1].efficiency
+        predicted = predicted_efficiency(own, workload, site, size)[1].efficiency
         one, two = (read_run(runs[ranks][round_]).throughput for ranks in (1, 2))
-        paired.append((alone, two / (2 * one)))
+        paired.append((predicted, two / (2 * one)))
     shown = ", ".join(f"{p:.3f}/{m:.3f}" for p, m in paired)
     median = statistics.median(p / m for p, m in paired)
     print(f"  each round on its own (run means), predicted/measured efficiency: {shown}; ratio median {median:.3f}")
@@ -168,6 +169,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds per workload (default {ROUNDS})")
     rounds = parser.parse_args().rounds
+    if rounds < 1:
+        parser.error(f"--rounds: expected 1 or more, got {rounds}")
     env = bench_env(**ONE_THREAD)
     print(f"2-rank efficiency on the local site, 1+1 threads per rank; {load_average()} at the start", flush=True)
     ratios = {}

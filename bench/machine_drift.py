@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per measurement (default 60)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.seconds > 0:
+        parser.error(f"--seconds: expected more than 0, got {args.seconds}")
     if args.child:
         print(json.dumps(time_units(args.seconds)))
         return

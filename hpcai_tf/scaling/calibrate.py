@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -225,12 +226,18 @@ def epoch_steps(run_dir: Path) -> tuple[list[float], int]:
     """(seconds per step of each epoch after the first, batch) of a 1-rank run: batch / samples per second."""
     epochs = _measured_epochs(run_dir)
     batch = int(epochs[-1]["batch_per_rank"])
-    return [batch / float(e["samples_per_sec_per_rank"]) for e in epochs], batch
+    rates = [float(e.get("samples_per_sec_per_rank") or 0) for e in epochs]
+    if min(rates) <= 0:
+        raise KitError(f"calibrate: {run_dir} recorded an epoch without samples_per_sec_per_rank")
+    return [batch / rate for rate in rates], batch
 
 
 def epoch_quantiles(run_dir: Path) -> list[list[float]]:
     """The per-step time quantiles of each epoch after the first."""
-    return [[float(q) for q in e.get("step_time_quantiles_s") or []] for e in _measured_epochs(run_dir)]
+    quantiles = [[float(q) for q in e.get("step_time_quantiles_s") or []] for e in _measured_epochs(run_dir)]
+    if not all(quantiles):
+        raise KitError(f"calibrate: {run_dir} has an epoch without step_time_quantiles_s (a run of an older kit)")
+    return quantiles
 
 
 def measure_compute(
@@ -255,13 +262,12 @@ def measure_compute(
     quantiles = [epoch_quantiles(d) for d in shared]
     if len({len(s) for s in shared_steps}) != 1:
         raise KitError(f"calibrate: the {ranks} shared runs measured different numbers of epochs")
+    # the runs start together and do the same work, so their k-th epochs are paired by position
     pooled = [[q for run in by_epoch for q in run] for by_epoch in zip(*quantiles, strict=True)]
-    if not all(pooled):
-        raise KitError(f"calibrate: {shared[0]} has no step_time_quantiles_s (a run of an older kit)")
     return {
         "batch_per_device": batch,
         "step_time_epochs_s": steps,
-        "shared_step_time_epochs_s": [sum(epoch) / len(epoch) for epoch in zip(*shared_steps, strict=True)],
+        "shared_step_time_epochs_s": [statistics.fmean(epoch) for epoch in zip(*shared_steps, strict=True)],
         "shared_step_quantiles_s": pooled,
     }
 
@@ -430,8 +436,9 @@ def calibrate(
     if previous is not None and previous.is_file():
         try:
             old = parse_calibration(json.loads(previous.read_text(encoding="utf-8")), str(previous))
-        except (KitError, json.JSONDecodeError):
-            old = None  # replaced whole: a file that does not parse is not this calibration's to keep
+        except (KitError, json.JSONDecodeError) as err:
+            say(f"calibrate: replacing {previous} whole ({str(err).splitlines()[0]})")
+            old = None  # a file that does not parse (another format, say) is not this calibration's to keep
         same = old and old.site == site.id and old.provenance.get("pins") == provenance["pins"]
         same = same and old.provenance.get("image") == provenance["image"]
         if same and old.provenance.get("host") == provenance["host"] and old.provenance.get("ranks") == ranks:

@@ -13,6 +13,8 @@ would build).
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -91,13 +93,14 @@ class WorkloadCalibration:
 
     @property
     def step_time_s(self) -> float:
-        """Mean step time alone over the measured epochs."""
-        return sum(self.step_time_epochs_s) / len(self.step_time_epochs_s)
+        """Step time alone over the measured epochs: batch over their mean samples per second (the harmonic mean
+        of their step times), as a scaling report averages a run's epochs."""
+        return statistics.harmonic_mean(self.step_time_epochs_s)
 
     @property
     def shared_step_time_s(self) -> float:
-        """Mean step time with the node's devices all busy over the measured epochs."""
-        return sum(self.shared_step_time_epochs_s) / len(self.shared_step_time_epochs_s)
+        """Step time with the node's devices all busy over the measured epochs, averaged the same way."""
+        return statistics.harmonic_mean(self.shared_step_time_epochs_s)
 
 
 @dataclass(frozen=True)
@@ -175,15 +178,21 @@ def _workload(name: str, data: Mapping[str, Any], where: str) -> WorkloadCalibra
     quantiles = _field(data, "shared_step_quantiles_s", list, where)
     if len(quantiles) != len(values["shared_step_time_epochs_s"]) or not all(isinstance(q, list) for q in quantiles):
         raise KitError(f"{where}: field 'shared_step_quantiles_s' must hold one list per shared epoch")
-    values["shared_step_quantiles_s"] = [_positive_numbers(q, "shared_step_quantiles_s", where) for q in quantiles]
+    values["shared_step_quantiles_s"] = [
+        _positive_numbers(q, f"shared_step_quantiles_s[{i}]", where) for i, q in enumerate(quantiles)
+    ]
     return WorkloadCalibration(**values)
 
 
 def _positive_numbers(values: list, key: str, where: str) -> list[float]:
-    """``values`` as floats; refused unless a non-empty list of numbers > 0."""
-    if not values or not all(isinstance(v, NUMBER) and not isinstance(v, bool) and v > 0 for v in values):
-        raise KitError(f"{where}: field '{key}' must be a non-empty list of positive numbers")
+    """``values`` as floats; refused unless a non-empty list of finite numbers > 0."""
+    if not values or not all(_positive(v) for v in values):
+        raise KitError(f"{where}: field '{key}' must be a non-empty list of finite positive numbers")
     return [float(v) for v in values]
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, NUMBER) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _is_ready_pair(pair: Any) -> bool:

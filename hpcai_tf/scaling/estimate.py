@@ -208,7 +208,7 @@ def calibrated_terms(nominal: Terms, calibration, workload: str) -> Terms:
         ),
         contention_ranks=link.ranks,
         spread=tuple(q / (sum(epoch) / len(epoch)) for epoch in entry.shared_step_quantiles_s for q in epoch),
-        spread_source=f"measured: per-step times of {link.ranks} runs at once over each epoch's mean, {where}",
+        spread_source=f"measured: per-step times of {link.ranks} runs at once, each epoch's over its own mean, {where}",
         ready=tuple((float(size), float(share)) for size, share in entry.gradient_ready),
         ready_source=f"measured: Horovod's enqueue of each gradient in a 1-rank step, {where}",
     )

@@ -27,9 +27,9 @@ def _calibration(site_id: str = "local", across: LinkCalibration | None = None, 
     site = load_site(site_id)
     entry = WorkloadCalibration(
         batch_per_device=32,
-        step_time_epochs_s=[0.2, 0.3],
-        shared_step_time_epochs_s=[0.24, 0.36],
-        shared_step_quantiles_s=[[0.224, 0.24, 0.256], [0.336, 0.36, 0.384]],
+        step_time_epochs_s=[0.2, 1 / 3],  # 0.25 s per step: batch over the mean samples per second
+        shared_step_time_epochs_s=[0.24, 0.4],  # 0.3 s
+        shared_step_quantiles_s=[[0.224, 0.24, 0.256], [0.4 * 0.28 / 0.3, 0.4, 0.4 * 0.32 / 0.3]],
         gradient_bytes=199_564,
         gradient_tensors=72,
         gradient_allreduce_s=0.007,
@@ -81,7 +81,7 @@ def test_estimate_uses_the_calibration_and_says_where_each_figure_comes_from(hpc
     assert "| inter-node latency | 20.00 us | catalog | TCP loopback, unconfirmed |" in out
     line = next(row for row in out.splitlines() if row.startswith("| local | model (ring) | 2 |"))
     # compute: 0.25 x 1.2 (the epochs' means) x the slowest of two of [0.28, 0.3, 0.32] / 0.3: each epoch's
-    # quantiles over that epoch's mean, so the second epoch's being half as slow again is not a spread; half the gradient is ready half-way and
+    # quantiles over their own mean, so the second epoch's being 2/3 slower than the first is not a spread; half the gradient is ready half-way and
     # allreduced at a quarter speed (4.7 ms, well before the end), the other half at the end: it waits for the
     # next tick of Horovod's 1 ms cycle (counted from the first one), then its message and its tensor's share of
     # the 3 ms overhead are exposed.
@@ -153,7 +153,16 @@ BAD_FILES = {
             **_calibration(),
             "workloads": {"gw": {**_calibration()["workloads"]["gw"], "shared_step_time_epochs_s": [0.24, 0]}},
         },
-        "field 'shared_step_time_epochs_s' must be a non-empty list of positive numbers",
+        "field 'shared_step_time_epochs_s' must be a non-empty list of finite positive numbers",
+    ),
+    "an infinite quantile": (
+        lambda: {
+            **_calibration(),
+            "workloads": {
+                "gw": {**_calibration()["workloads"]["gw"], "shared_step_quantiles_s": [[0.2], [0.3, float("inf")]]}
+            },
+        },
+        "field 'shared_step_quantiles_s[1]' must be a non-empty list of finite positive numbers",
     ),
     "quantiles of fewer epochs than the shared step times": (
         lambda: {
