@@ -116,6 +116,7 @@ def one_workload(workload: str, tmp: Path, env: dict, rounds: int) -> float:
     found = [read_calibration(path, site) for path in calibrations]
     per_round = [own.workloads[workload] for own in found]
     epochs = {ranks: [measured_epochs(run) for run in done] for ranks, done in runs.items()}
+    throughputs = {ranks: [read_run(run).throughput for run in done] for ranks, done in runs.items()}
     for ranks, by_round in epochs.items():
         shown = " | ".join(", ".join(f"{x:.1f}" for x in one) for one in by_round)
         print(f"  {ranks} rank(s), samples/s per epoch, rounds apart: {shown}")
@@ -130,7 +131,7 @@ def one_workload(workload: str, tmp: Path, env: dict, rounds: int) -> float:
     ratio = compare(
         "best rounds (each side's fastest run; the must-hold)",
         best_rounds(found, workload),
-        {ranks: max(read_run(run).throughput for run in done) for ranks, done in runs.items()},
+        {ranks: max(by_round) for ranks, by_round in throughputs.items()},
         workload,
         site,
         size,
@@ -146,8 +147,7 @@ def one_workload(workload: str, tmp: Path, env: dict, rounds: int) -> float:
     paired = []
     for round_, own in enumerate(found):
         predicted = predicted_efficiency(own, workload, site, size)[1].efficiency
-        one, two = (read_run(runs[ranks][round_]).throughput for ranks in (1, 2))
-        paired.append((predicted, two / (2 * one)))
+        paired.append((predicted, throughputs[2][round_] / (2 * throughputs[1][round_])))
     shown = ", ".join(f"{p:.3f}/{m:.3f}" for p, m in paired)
     median = statistics.median(p / m for p, m in paired)
     print(f"  each round on its own (run means), predicted/measured efficiency: {shown}; ratio median {median:.3f}")

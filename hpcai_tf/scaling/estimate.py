@@ -29,6 +29,7 @@ with ``B_node`` the node's inter-node bandwidth (rails x port bandwidth). See do
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
@@ -207,11 +208,16 @@ def calibrated_terms(nominal: Terms, calibration, workload: str) -> Terms:
             entry.shared_step_time_s / entry.step_time_s, "measured", f"{link.ranks} runs at once, {where}"
         ),
         contention_ranks=link.ranks,
-        spread=tuple(q / (sum(epoch) / len(epoch)) for epoch in entry.shared_step_quantiles_s for q in epoch),
+        spread=tuple(q / mean for epoch, mean in _with_means(entry.shared_step_quantiles_s) for q in epoch),
         spread_source=f"measured: per-step times of {link.ranks} runs at once, each epoch's over its own mean, {where}",
         ready=tuple((float(size), float(share)) for size, share in entry.gradient_ready),
         ready_source=f"measured: Horovod's enqueue of each gradient in a 1-rank step, {where}",
     )
+
+
+def _with_means(epochs: list[list[float]]) -> list[tuple[list[float], float]]:
+    """Each epoch's per-step quantiles with their mean (computed once per epoch)."""
+    return [(epoch, statistics.fmean(epoch)) for epoch in epochs]
 
 
 def bytes_per_second(link: Link, ports: int = 1) -> float:
